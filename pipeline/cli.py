@@ -121,11 +121,18 @@ def _is_main_process() -> bool:
 
 
 def setup_logging() -> None:
-    level = logging.INFO if _is_main_process() else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    main_process = _is_main_process()
+    # force=True: re-bind to the current stderr when main() runs more than once in one process.
+    logging.basicConfig(
+        level=logging.INFO if main_process else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
     import transformers
 
-    transformers.utils.logging.set_verbosity(level)
+    # transformers' INFO chatter (every file saved) buries our summary lines; its warnings stay.
+    transformers.utils.logging.set_verbosity(logging.WARNING if main_process else logging.ERROR)
 
 
 def train_script(argv: list[str]) -> int:

@@ -203,8 +203,14 @@ class TrainingConfig:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate}")
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
             raise ConfigError("training.per_device_*_batch_size must be >= 1")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ConfigError("training.early_stopping_patience must be >= 1 (or null to disable)")
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise ConfigError("training.early_stopping_patience must be >= 1 (or null to disable)")
+            if self.eval_strategy == "no" or not self.load_best_model_at_end:
+                raise ConfigError(
+                    "training.early_stopping_patience needs evaluations and training.load_best_model_at_end=true; "
+                    "set training.eval_strategy=epoch or drop early_stopping_patience"
+                )
         own = {f.name for f in dataclasses.fields(self)}
         clash = sorted(own & set(self.extra_args))
         if clash:
@@ -220,12 +226,20 @@ class EvaluationConfig:
     """How the positive class is decided: argmax of the logits, or a probability threshold chosen
     on the validation split for best F1 or for ``target_precision``."""
     target_precision: float = 0.99
+    """``threshold=target_precision``: the lowest threshold whose validation precision reaches this."""
     positive_label: int = 1
+    """Class id whose precision/recall/F1 are reported and whose probability is thresholded (spam)."""
     baseline: bool = True
     """Also fit a TF-IDF + linear SVM on the same split and report it side by side."""
     plots: bool = True
+    """Write PNGs to ``<run>/plots``: loss and accuracy per epoch, confusion matrix, score curves."""
     report: bool = True
+    """Write ``<run>/report.md`` and the model card ``<run>/model/README.md``."""
     num_mistakes: int = 20
+    """How many of the most confident test mistakes the report lists."""
+    epoch_train_rows: int = 512
+    """Rows of the train split scored at the end of every epoch, for the train loss/accuracy curves
+    (the book's figures); 0 turns it off. A subset keeps it cheap."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.splits) - {"train", "validation", "test"})
@@ -233,6 +247,10 @@ class EvaluationConfig:
             raise ConfigError(f"evaluation.splits has unknown split(s) {unknown}; use train, validation, test")
         if not 0 < self.target_precision <= 1:
             raise ConfigError(f"evaluation.target_precision must be in (0, 1], got {self.target_precision}")
+        if self.positive_label < 0:
+            raise ConfigError(f"evaluation.positive_label must be a class id >= 0, got {self.positive_label}")
+        if self.num_mistakes < 0 or self.epoch_train_rows < 0:
+            raise ConfigError("evaluation.num_mistakes and evaluation.epoch_train_rows must be >= 0")
 
 
 @dataclass
@@ -376,7 +394,10 @@ def _try_coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is type(None):
         return value is None, None
     if origin is Literal:
-        return (value in typing.get_args(tp) and type(value) in {type(a) for a in typing.get_args(tp)}), value
+        options = typing.get_args(tp)
+        if isinstance(value, bool) and ("no" if not value else "yes") in options:
+            return True, "no" if not value else "yes"  # YAML 1.1 reads a bare `no` as false
+        return (value in options and type(value) in {type(a) for a in options}), value
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:

@@ -29,11 +29,13 @@ def single_process_cpu_launch(env: Mapping[str, str]) -> bool:
 
 def num_processes_from_launcher(cmdline: Sequence[str]) -> int | None:
     """``--num_processes N`` (or ``--num_processes=N``) from an ``accelerate launch`` command line."""
-    if "launch" not in cmdline:
+    # `accelerate launch ...`, `python -m accelerate.commands.launch ...` or `accelerate-launch ...`
+    starts = [i for i, part in enumerate(cmdline) if part == "launch" or part.endswith(("commands.launch", "-launch"))]
+    if not starts:
         return None
     from accelerate.commands.launch import launch_command_parser
 
-    rest = list(cmdline[list(cmdline).index("launch") + 1 :])
+    rest = list(cmdline[starts[0] + 1 :])
     args, _ = launch_command_parser().parse_known_args(rest)
     return args.num_processes
 

