@@ -12,7 +12,6 @@ fix; informational notes ("dropped 3 empty texts") go to this module's logger.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import http.client
@@ -20,9 +19,7 @@ import io
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable
@@ -38,6 +35,7 @@ from tqdm import tqdm
 
 from pipeline.config import DataConfig
 from pipeline.errors import DataError
+from pipeline.fileio import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -98,26 +96,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a temp file in the same directory and ``os.replace``.
-
-    Readers (and a later cache hit) then see either the old file or the complete new one, and a
-    failure at any point leaves no partial or temp file behind.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------
 # Download
 
@@ -155,7 +133,7 @@ def fetch_uci(
             failures.append(f"{url} (sha256 {digest} != data.sha256 {expected})")
             continue
         try:
-            _write_atomic(target, content)
+            write_atomic(target, content)
         except OSError as err:
             raise _err(
                 f"cannot write the downloaded data to {target} ({_one_line(err)}); "
@@ -658,7 +636,7 @@ def write_split_csvs(splits: datasets.DatasetDict, out_dir: Path) -> dict[str, P
         frame = pd.DataFrame({"text": list(ds["text"]), "label": labels, "label_id": ids})
         target = out_dir / f"{name}.csv"
         try:
-            _write_atomic(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+            write_atomic(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
         except OSError as err:
             raise _err(f"cannot write {target} ({_one_line(err)}); check that output.dir is writable") from None
         paths[name] = target

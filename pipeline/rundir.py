@@ -13,15 +13,16 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SpamTuneError
+from pipeline.fileio import write_atomic, write_json
+
+__all__ = ["RunDir", "check_run_dir", "environment_info", "write_json", "write_text_atomic"]
 
 
 @dataclass(frozen=True)
@@ -67,20 +68,7 @@ def check_run_dir(root: Path, *, overwrite: bool, resume: bool) -> RunDir:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file + rename so readers never see half a file, even after a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, payload: Any) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    write_atomic(path, text)
 
 
 def environment_info() -> dict[str, Any]:

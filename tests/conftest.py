@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# The suite never touches the network: make transformers/datasets/evaluate fail fast instead of retrying.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402  (after the offline switch above)
 
 # The real UCI SMS Spam Collection lives beside the clone (../shared/data), never inside the repo.
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "SMSSpamCollection"

@@ -123,3 +123,10 @@ def test_yaml_bare_no_means_the_string_no():
     # YAML 1.1 reads `no` as false; for a choice that includes "no" the user meant the word.
     cfg = load_config(None, ["training.eval_strategy=no", "training.save_strategy=no"])
     assert cfg.training.eval_strategy == "no" and cfg.training.save_strategy == "no"
+
+
+def test_readme_documents_every_config_key():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    reference = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    missing = [key for key, _, _ in config_keys() if f"`{key.split('.')[-1]}`" not in reference]
+    assert not missing, f"README configuration reference lacks {missing}"

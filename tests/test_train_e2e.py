@@ -27,7 +27,7 @@ def read_metrics(run: Path) -> dict:
 def assert_finished_run(run: Path) -> dict:
     metrics = read_metrics(run)
     for split in ("train", "validation", "test"):
-        assert METRIC_KEYS <= set(metrics[split]), split
+        assert set(metrics[split]) >= METRIC_KEYS, split
         assert all(0.0 <= metrics[split][k] <= 1.0 for k in METRIC_KEYS)
     for name in ("config.yaml", "environment.json", "data/train.csv", "data/test.csv", "model/config.json"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
