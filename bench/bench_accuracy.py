@@ -77,9 +77,8 @@ def main() -> None:
         cells = " ".join(f"{test[k] * 100:8.2f}%" for k in ("accuracy", "precision", "recall", "f1"))
         print(f"{name:28s} {cells} {seconds if seconds is not None else float('nan'):9.1f}")
     result = {
-        "command": "python bench/bench_accuracy.py " + " ".join(
-            [f"--data {args.data}", f"--mode {args.mode}", f"--epochs {args.epochs}", *args.overrides]
-        ),
+        "command": "python bench/bench_accuracy.py "
+        + " ".join([f"--data {args.data}", f"--mode {args.mode}", f"--epochs {args.epochs}", *args.overrides]),
         "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantized)",
         "mode": args.mode,
         "wall_seconds": round(wall, 1),

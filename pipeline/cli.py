@@ -3,8 +3,10 @@
 spam-tune train    --config configs/lora.yaml [key=value ...]   (same as train.py)
 spam-tune prepare  --config configs/lora.yaml DIR                (data only: split CSVs + summary)
 spam-tune predict  MODEL_DIR "text" ... | --file texts.txt       (JSON lines out)
+spam-tune evaluate RUN_OR_MODEL_DIR [--split test | --data FILE] (metrics, plots, report of a saved model)
 spam-tune config   --config configs/lora.yaml [key=value ...]   (print the resolved config)
 spam-tune keys                                                   (every config key, type, default)
+spam-tune merge    MODEL_DIR --out DIR [--dtype float32]           (fold a LoRA/QLoRA adapter into its base)
 """
 
 from __future__ import annotations
@@ -77,8 +79,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.evaluate_saved import evaluate_saved_model, format_table
+
+    result, out = evaluate_saved_model(
+        args.target,
+        split=args.split,
+        data=args.data,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        data_format=args.format,
+        out=args.out,
+        batch_size=args.batch_size,
+    )
+    print(format_table(result))
+    print(f"-> {out}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     print(_config(args).to_yaml(), end="")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pipeline.adapters import merge_adapter
+
+    print(merge_adapter(Path(args.model_dir), Path(args.out), dtype=args.dtype))
     return 0
 
 
@@ -92,8 +119,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "train": (cmd_train, "fine-tune and evaluate (works under `accelerate launch`)"),
     "prepare": (cmd_prepare, "download, clean, balance and split the data; write the split CSVs"),
     "predict": (cmd_predict, "classify texts with a saved model dir; prints JSON lines"),
+    "evaluate": (cmd_evaluate, "metrics, plots and a report for a saved model on a run's split or a data file"),
     "config": (cmd_config, "print the resolved config (YAML + overrides)"),
     "keys": (cmd_keys, "list every config key with its type and default"),
+    "merge": (cmd_merge, "fold a LoRA/QLoRA run's adapter into its base: a standalone model dir"),
 }
 
 
@@ -112,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("texts", nargs="*", help="texts to classify")
             cmd.add_argument("--file", help="text file, one message per line")
             cmd.add_argument("--batch-size", type=int, default=32)
+        if name == "evaluate":
+            cmd.add_argument("target", metavar="MODEL_OR_RUN_DIR", help="a run dir (runs/lora) or a model dir")
+            which = cmd.add_mutually_exclusive_group()
+            which.add_argument("--split", choices=["train", "validation", "test"], help="a saved split (default: test)")
+            which.add_argument("--data", help="a labeled file: CSV/TSV with a header, JSON lines, parquet, UCI TSV")
+            cmd.add_argument("--text-column", help="column of the texts in --data (default: the run's)")
+            cmd.add_argument("--label-column", help="column of the labels in --data (default: the run's)")
+            cmd.add_argument(
+                "--format",
+                choices=["auto", "uci", "csv", "tsv", "jsonl", "parquet"],
+                help="format of --data (default: by extension; uci = label<TAB>text without header)",
+            )
+            cmd.add_argument("--out", help="output dir (default: RUN/eval/SPLIT or RUN/eval/FILE_STEM)")
+            cmd.add_argument("--batch-size", type=int, default=32)
+        if name == "merge":
+            cmd.add_argument("model_dir", help="model dir of a LoRA/QLoRA run, e.g. runs/lora/model")
+            cmd.add_argument("--out", required=True, help="new directory for the merged model")
+            cmd.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     return parser
 
 

@@ -139,22 +139,42 @@ class AdapterConfig:
     """LoRA / QLoRA settings (used when ``model.mode`` is ``lora`` or ``qlora``)."""
 
     r: int = 16
+    """LoRA rank: each adapted weight W (out x in) learns W + B @ A with A: r x in, B: out x r."""
     alpha: int = 32
+    """Scaling numerator: the update B @ A is multiplied by alpha / r."""
     dropout: float = 0.05
+    """Dropout on the adapter's input."""
     target_modules: list[str] | str = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
-    """Module names to adapt (GPT-2: ``c_attn``, ``c_proj``, ``c_fc``), or ``all-linear``."""
+    """Linear layers to adapt, by name or dotted suffix (GPT-2: ``c_attn``, ``c_proj``, ``c_fc``; Llama:
+    ``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``, ``gate_proj``, ``up_proj``, ``down_proj``), or ``all-linear``."""
     use_dora: bool = False
+    """DoRA: learn each weight's magnitude apart from its LoRA-updated direction (a little slower per step)."""
     modules_to_save: list[str] | None = None
-    """Extra fully-trained modules; ``None`` lets peft's SEQ_CLS task pick the head (``score``)."""
+    """Extra fully-trained modules; the head (``score``/``classifier``) is always added by peft's SEQ_CLS task."""
     quant_type: Literal["nf4", "fp4"] = "nf4"
+    """QLoRA: 4-bit data type of the frozen base weights."""
     double_quant: bool = True
+    """QLoRA: also quantize the per-block scales (saves ~0.37 bit per weight)."""
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    """QLoRA: dtype the 4-bit weights are de-quantized to for each matmul."""
+    qlora_on_cpu: bool = False
+    """Let QLoRA run without CUDA on bitsandbytes' CPU kernels (slow: for checking the 4-bit path on a
+    machine without a GPU, not for real training)."""
 
     def __post_init__(self) -> None:
         if self.r < 1:
             raise ConfigError(f"adapter.r must be >= 1, got {self.r}")
+        if self.alpha <= 0:
+            raise ConfigError(f"adapter.alpha must be > 0, got {self.alpha}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"adapter.dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
+            raise ConfigError(
+                f"adapter.target_modules must be a list of layer names or 'all-linear', got {self.target_modules!r}; "
+                "e.g. adapter.target_modules=[c_attn,c_proj,c_fc]"
+            )
+        if isinstance(self.target_modules, list) and not self.target_modules:
+            raise ConfigError("adapter.target_modules is empty; name the layers to adapt or use all-linear")
 
 
 @dataclass
@@ -234,7 +254,7 @@ class EvaluationConfig:
     plots: bool = True
     """Write PNGs to ``<run>/plots``: loss and accuracy per epoch, confusion matrix, score curves."""
     report: bool = True
-    """Write ``<run>/report.md`` and the model card ``<run>/model/README.md``."""
+    """Write ``<run>/report.md`` (the model card ``<run>/model/README.md`` comes with every saved model)."""
     num_mistakes: int = 20
     """How many of the most confident test mistakes the report lists."""
     epoch_train_rows: int = 512
@@ -243,8 +263,11 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.splits) - {"train", "validation", "test"})
-        if unknown:
-            raise ConfigError(f"evaluation.splits has unknown split(s) {unknown}; use train, validation, test")
+        if unknown or not self.splits:
+            raise ConfigError(
+                f"evaluation.splits must name some of train, validation, test, got {self.splits}; "
+                "e.g. evaluation.splits=[validation,test]"
+            )
         if not 0 < self.target_precision <= 1:
             raise ConfigError(f"evaluation.target_precision must be in (0, 1], got {self.target_precision}")
         if self.positive_label < 0:

@@ -193,7 +193,7 @@ def read_table(cfg: DataConfig) -> tuple[pd.DataFrame, str]:
     return _read_file(path, _file_format(path, cfg.format), cfg), str(path)
 
 
-def read_labeled_file(cfg: DataConfig, path: str) -> pd.DataFrame:
+def read_labeled_file(cfg: DataConfig, path: str, fmt: str | None = None) -> pd.DataFrame:
     """Read any labeled data file (e.g. to evaluate a saved model on it): columns ``text`` and ``label`` (id).
 
     Same readers and checks as ``data.source=file``, then cleaning and label mapping; no dedupe,
@@ -202,7 +202,9 @@ def read_labeled_file(cfg: DataConfig, path: str) -> pd.DataFrame:
     file = Path(path).expanduser()
     # The extension decides when it is a known one: the run's data.format described its training
     # file, which need not be this one. Otherwise fall back to data.format.
-    fmt = "auto" if file.suffix.lower() in _FORMAT_BY_SUFFIX and file.suffix else cfg.format
+    # `fmt` (e.g. `spam-tune evaluate --format uci`) overrides both.
+    if fmt is None:
+        fmt = "auto" if file.suffix.lower() in _FORMAT_BY_SUFFIX and file.suffix else cfg.format
     df, _ = _prepare(_read_file(file, _file_format(file, fmt), cfg), cfg, str(file))
     return df
 

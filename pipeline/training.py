@@ -20,7 +20,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from pipeline.config import RunConfig, TrainingConfig
 from pipeline.data import DataSummary, load_splits, write_split_csvs
 from pipeline.errors import ConfigError, SpamTuneError
-from pipeline.evaluation import evaluate_splits
+from pipeline.evaluation import check_evaluation_config, evaluate_run, write_run_artifacts
+from pipeline.history import add_epoch_train_eval
 from pipeline.metrics import trainer_metrics
 from pipeline.modeling import count_parameters, load_model
 from pipeline.rundir import RunDir, check_run_dir, environment_info, write_json, write_text_atomic
@@ -69,8 +70,17 @@ def build_training_arguments(cfg: RunConfig, run: RunDir) -> TrainingArguments:
     # (otherwise each process would train alone and they would overwrite each other's files).
     own["use_cpu"] = training.use_cpu or not accelerator
     own["dataloader_pin_memory"] = torch.cuda.is_available() and not own["use_cpu"]
-    if not training.gradient_checkpointing:
-        del own["gradient_checkpointing"]  # passing False still triggers transformers' v6 rename warning
+    # Our key keeps the familiar name. transformers 5.23 renamed it activation_checkpointing (the old name
+    # warns); earlier 5.x releases know only gradient_checkpointing. Non-reentrant checkpointing lets gradients
+    # reach adapters behind frozen inputs and works under DDP with find_unused_parameters=False.
+    checkpointing = own.pop("gradient_checkpointing")
+    name = (
+        "activation_checkpointing"
+        if hasattr(TrainingArguments, "activation_checkpointing")
+        else "gradient_checkpointing"
+    )
+    own[name] = checkpointing
+    own[f"{name}_kwargs"] = {"use_reentrant": False} if checkpointing else None
     if training.eval_strategy == "no":
         own["load_best_model_at_end"] = False
     elif training.load_best_model_at_end and training.save_strategy != "best":
@@ -89,11 +99,11 @@ def _training_arguments(
         output_dir=str(run.checkpoints),
         bf16=bf16,
         fp16=fp16,
-        # Frozen parameters (last_blocks, LoRA) have requires_grad=False and DDP skips them; every
-        # trainable parameter gets a gradient each step in all modes, so the costly unused-parameter
-        # search stays off.
+        # Frozen parameters (last_blocks, LoRA, QLoRA) have requires_grad=False and DDP skips them; every
+        # trainable parameter gets a gradient each step in all modes, with or without activation
+        # checkpointing, so the costly unused-parameter search stays off (2-process runs of each mode:
+        # tests/test_adapters.py and the ddp checks in the issue-3 report).
         ddp_find_unused_parameters=False,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if training.gradient_checkpointing else None,
         **own,
         **training.extra_args,
     )
@@ -121,7 +131,7 @@ def build_trainer(
     callbacks = []
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=args,
         data_collator=make_collator(tokenizer),
@@ -132,6 +142,9 @@ def build_trainer(
         compute_loss_func=class_weighted_loss(summary.class_weights) if summary.class_weights else None,
         callbacks=callbacks,
     )
+    # Train loss/accuracy per epoch on a train subset, for the book-style curves in the report.
+    add_epoch_train_eval(trainer, tokenized["train"], cfg.evaluation.epoch_train_rows, cfg.training.seed)
+    return trainer
 
 
 def resume_checkpoint(setting: bool | str | None, run: RunDir) -> str | None:
@@ -159,6 +172,7 @@ def run(cfg: RunConfig) -> RunResult:
     set_seed(cfg.training.seed)
     # Everything that can fail on user input happens before the run dir exists.
     args = build_training_arguments(cfg, run_dir)
+    check_evaluation_config(cfg)
     resume = resume_checkpoint(cfg.training.resume_from_checkpoint, run_dir)
     splits, summary = load_splits(cfg.data)
     tokenizer = load_tokenizer(cfg.model)
@@ -184,7 +198,8 @@ def run(cfg: RunConfig) -> RunResult:
 
     trainer = build_trainer(cfg, model, tokenizer, tokenized, args, summary)
     train_output = trainer.train(resume_from_checkpoint=resume)
-    metrics = evaluate_splits(trainer, splits, tokenized, cfg)
+    evaluation = evaluate_run(trainer, splits, tokenized, cfg)
+    metrics = evaluation.to_json(cfg.evaluation.threshold)
     metrics["parameters"] = {"trainable": trainable, "total": total, "mode": cfg.model.mode}
     metrics["training"] = {k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}
     metrics["training"]["best_checkpoint"] = trainer.state.best_model_checkpoint
@@ -194,7 +209,8 @@ def run(cfg: RunConfig) -> RunResult:
     if args.should_save:
         environment = environment_info() | {"wall_seconds": round(time.time() - started, 2)}
         write_json(run_dir.environment, environment)
-        write_json(run_dir.metrics, metrics)
+        write_run_artifacts(run_dir, cfg, evaluation, metrics, environment)
+        write_json(run_dir.metrics, metrics)  # last: its presence marks a finished run
         log.info("wrote %s", run_dir.metrics)
     return RunResult(run_dir, metrics)
 
@@ -208,10 +224,21 @@ def write_run_inputs(cfg: RunConfig, run: RunDir, splits: Any, summary: DataSumm
 
 def save_final_model(trainer: Trainer, tokenizer: Any, cfg: RunConfig, run: RunDir) -> None:
     """Save the best model (or adapter) with its tokenizer and what predict/serve need to use it."""
-    trainer.save_model(str(run.model))
+    trainer.save_model(str(run.model))  # a peft model saves its adapter + head
     if trainer.args.should_save:
         tokenizer.save_pretrained(str(run.model))
-        write_json(run.model / "spam_tune.json", model_metadata(cfg))
+        metadata = model_metadata(cfg)
+        if cfg.model.mode in ("lora", "qlora"):
+            from pipeline.adapters import save_adapter_extras
+
+            # Which base to rebuild and how; a from-config base is saved under model/base.
+            metadata |= save_adapter_extras(
+                trainer.model,
+                run.model,
+                base_dtype=cfg.model.dtype,
+                adapter=cfg.adapter if cfg.model.mode == "qlora" else None,
+            )
+        write_json(run.model / "spam_tune.json", metadata)
 
 
 def model_metadata(cfg: RunConfig) -> dict[str, Any]:
@@ -220,5 +247,6 @@ def model_metadata(cfg: RunConfig) -> dict[str, Any]:
         "base_model": cfg.model.name_or_path if cfg.model.from_config is None else None,
         "max_length": cfg.model.max_length,
         "id2label": {str(k): v for k, v in cfg.data.id2label.items()},
-        "threshold": None,
+        "positive_label": cfg.evaluation.positive_label,
+        "threshold": None,  # set by evaluation.record_threshold once chosen on validation
     }

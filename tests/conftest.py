@@ -9,7 +9,7 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-import pytest  # noqa: E402  (after the offline switch above)
+import pytest
 
 # The real UCI SMS Spam Collection lives beside the clone (../shared/data), never inside the repo.
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "SMSSpamCollection"

@@ -523,3 +523,11 @@ def test_real_data_stratified(real_data_path: Path) -> None:
         assert abs(sizes[name] - 1494 * fraction) <= 1
         counts = summary.split_class_counts[name]
         assert abs(counts["ham"] - counts["spam"]) <= 1
+
+
+def test_read_labeled_file_format_override(tmp_path: Path) -> None:
+    # A UCI-style file (no header) named *.tsv: the extension says "TSV with a header", fmt says otherwise.
+    path = tmp_path / "toy.tsv"
+    path.write_text("ham\thello there\nspam\tWIN a prize now\n", encoding="utf-8")
+    frame = read_labeled_file(DataConfig(), str(path), "uci")
+    assert frame["text"].tolist() == ["hello there", "WIN a prize now"] and frame["label"].tolist() == [0, 1]

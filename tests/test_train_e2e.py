@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,8 +101,16 @@ def test_non_utf8_data_file(tiny_run, tmp_path: Path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+def free_port() -> int:
+    # Each multi-process test gets its own rendezvous port, so runs side by side never meet.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_launcher(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate_config.yaml", *args]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate_config.yaml"]
+    cmd += ["--main_process_port", str(free_port()), *args]
     return subprocess.run(cmd, cwd=ROOT, env=offline_env(), capture_output=True, text=True, timeout=timeout)
 
 
