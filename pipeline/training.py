@@ -101,8 +101,8 @@ def _training_arguments(
         fp16=fp16,
         # Frozen parameters (last_blocks, LoRA, QLoRA) have requires_grad=False and DDP skips them; every
         # trainable parameter gets a gradient each step in all modes, with or without activation
-        # checkpointing, so the costly unused-parameter search stays off (2-process runs of each mode:
-        # tests/test_adapters.py and the ddp checks in the issue-3 report).
+        # checkpointing, so the costly unused-parameter search stays off (DDP would fail loudly otherwise:
+        # 2-process runs in tests/test_train_e2e.py and tests/test_adapters.py).
         ddp_find_unused_parameters=False,
         **own,
         **training.extra_args,

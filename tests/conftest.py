@@ -53,12 +53,33 @@ def toy_rows(n_per_class: int = 60) -> list[tuple[str, str]]:
     return rows
 
 
-@pytest.fixture
-def toy_data_file(tmp_path: Path) -> Path:
-    """A UCI-format TSV (label<TAB>text, no header) with 60 ham and 60 spam rows."""
-    path = tmp_path / "toy.tsv"
+def write_toy_data(path: Path) -> Path:
+    """Write the toy rows as a UCI-format TSV (label<TAB>text, no header)."""
     path.write_text("".join(f"{label}\t{text}\n" for label, text in toy_rows()), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def toy_data_file(tmp_path: Path) -> Path:
+    """A UCI-format TSV with 60 ham and 60 spam rows."""
+    return write_toy_data(tmp_path / "toy.tsv")
+
+
+def train_keeping_model(config: Path, overrides: list[str], patch: pytest.MonkeyPatch) -> object:
+    """Train through the CLI and return the model object as training ended (before it is saved)."""
+    from pipeline import training
+    from pipeline.cli import main
+
+    captured: dict[str, object] = {}
+    save = training.save_final_model
+
+    def keep_model(trainer, *args, **kwargs):
+        captured["model"] = trainer.model
+        return save(trainer, *args, **kwargs)
+
+    patch.setattr(training, "save_final_model", keep_model)
+    assert main(["train", "--config", str(config), *overrides]) == 0
+    return captured["model"]
 
 
 def tiny_overrides(data_file: Path, out_dir: Path, cache_dir: Path, **extra: object) -> list[str]:

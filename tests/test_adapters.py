@@ -33,7 +33,7 @@ from pipeline.errors import ConfigError, SpamTuneError
 from pipeline.modeling import count_parameters, load_model
 from pipeline.predict import Classifier
 from pipeline.rundir import RunDir
-from tests.conftest import TINY_GPT2, tiny_overrides, toy_rows
+from tests.conftest import TINY_GPT2, tiny_overrides, toy_rows, train_keeping_model, write_toy_data
 
 REPO = Path(__file__).resolve().parents[1]
 LORA_YAML = REPO / "configs" / "lora.yaml"
@@ -66,22 +66,11 @@ def probabilities_of(model: torch.nn.Module, model_dir: Path) -> torch.Tensor:
 def lora_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """One LoRA training run with configs/lora.yaml (tiny overrides), keeping the model as training ended."""
     root = tmp_path_factory.mktemp("lora")
-    data = root / "toy.tsv"
-    data.write_text("".join(f"{label}\t{text}\n" for label, text in toy_rows()), encoding="utf-8")
-    captured: dict[str, object] = {}
-    original = training.save_final_model
-
-    def keep_model(trainer, *args, **kwargs):
-        captured["model"] = trainer.model
-        return original(trainer, *args, **kwargs)
-
+    data = write_toy_data(root / "toy.tsv")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "save_final_model", keep_model)
-        overrides = tiny_overrides(data, root / "run", root / "cache", **QUICK)
-        code = main(["train", "--config", str(LORA_YAML), *overrides])
-    assert code == 0
+        model = train_keeping_model(LORA_YAML, tiny_overrides(data, root / "run", root / "cache", **QUICK), patch)
     run = RunDir(root / "run")
-    return SimpleNamespace(run=run, model=captured["model"], expected=probabilities_of(captured["model"], run.model))
+    return SimpleNamespace(run=run, model=model, expected=probabilities_of(model, run.model))
 
 
 def test_only_adapters_and_head_train(lora_run: SimpleNamespace) -> None:

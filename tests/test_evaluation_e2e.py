@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 
 from pipeline.cli import main
 from pipeline.predict import Classifier
-from tests.conftest import tiny_overrides, toy_rows
+from tests.conftest import tiny_overrides, write_toy_data
 from tests.test_evaluation import assert_png
 
 PLOTS = ("loss", "accuracy", "confusion_matrix", "scores")
@@ -22,8 +22,7 @@ PLOTS = ("loss", "accuracy", "confusion_matrix", "scores")
 def trained(tmp_path_factory) -> Path:
     """A finished tiny run (threshold chosen for best F1, TF-IDF baseline on) shared by this module's tests."""
     root = tmp_path_factory.mktemp("eval")
-    data = root / "toy.tsv"
-    data.write_text("".join(f"{label}\t{text}\n" for label, text in toy_rows()), encoding="utf-8")
+    data = write_toy_data(root / "toy.tsv")
     extra = {"evaluation.baseline": True, "evaluation.threshold": "best_f1", "evaluation.epoch_train_rows": 32}
     overrides = tiny_overrides(data, root / "run", root / "cache", **extra)
     assert main(["train", "--config", "configs/smoke.yaml", *overrides]) == 0

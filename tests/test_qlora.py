@@ -16,12 +16,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from pipeline import training
 from pipeline.cli import main
 from pipeline.modeling import count_parameters
 from pipeline.predict import Classifier
 from pipeline.rundir import RunDir
-from tests.conftest import tiny_overrides, toy_rows
+from tests.conftest import tiny_overrides, train_keeping_model, write_toy_data
 from tests.test_adapters import QLORA_YAML, QUICK, TEXTS, expected_lora_trainable, probabilities_of
 
 BACKENDS = [pytest.param("cuda", marks=pytest.mark.gpu), "cpu"]
@@ -45,17 +44,8 @@ def qlora_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     """
     skip_unless_backend(request.param)
     root = tmp_path_factory.mktemp(f"qlora-{request.param}")
-    data = root / "toy.tsv"
-    data.write_text("".join(f"{label}\t{text}\n" for label, text in toy_rows()), encoding="utf-8")
-    captured: dict[str, object] = {}
-    original = training.save_final_model
-
-    def keep_model(trainer, *args, **kwargs):
-        captured["model"] = trainer.model
-        return original(trainer, *args, **kwargs)
-
+    data = write_toy_data(root / "toy.tsv")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "save_final_model", keep_model)
         if request.param == "cpu":
             import bitsandbytes.nn.modules as bnb_modules
 
@@ -65,9 +55,8 @@ def qlora_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         cpu = {"adapter.qlora_on_cpu": True} if request.param == "cpu" else {}
         settings = {"adapter.compute_dtype": "float32", **cpu, **QUICK}
         overrides = tiny_overrides(data, root / "run", root / "cache", **settings)
-        assert main(["train", "--config", str(QLORA_YAML), *overrides]) == 0
+        model = train_keeping_model(QLORA_YAML, overrides, patch)
         run = RunDir(root / "run")
-        model = captured["model"]
         yield SimpleNamespace(run=run, model=model, expected=probabilities_of(model, run.model), root=root)
 
 
