@@ -67,12 +67,18 @@ def test_cli_train_full_mode_learns_the_toy_set(tiny_run, tmp_path: Path, capsys
     assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1].startswith("checkpoint-")
 
 
-def test_last_blocks_and_class_weights(tiny_run, tmp_path: Path):
-    overrides = tiny_run(
-        "lb", **{"model.mode": "last_blocks", "data.balance": "class_weights", "data.split_mode": "stratified"}
-    )
-    assert main(["train", "--config", "configs/last_blocks.yaml", *overrides]) == 0
+def test_last_blocks_class_weights_and_early_stopping(tiny_run, tmp_path: Path):
+    settings = {
+        "model.mode": "last_blocks",
+        "data.balance": "class_weights",
+        "data.split_mode": "stratified",
+        "training.num_train_epochs": 8,
+        "training.early_stopping_patience": 1,
+    }
+    assert main(["train", "--config", "configs/last_blocks.yaml", *tiny_run("lb", **settings)]) == 0
     metrics = assert_finished_run(tmp_path / "lb")
+    # Validation F1 on the toy set saturates within a few epochs; then training stops early.
+    assert metrics["training"]["epoch"] < 8
     assert 0 < metrics["parameters"]["trainable"] < metrics["parameters"]["total"]
     assert metrics["data"]["class_weights"] is not None
 
