@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -35,7 +34,8 @@ from transformers.pytorch_utils import Conv1D
 
 from pipeline.config import AdapterConfig
 from pipeline.errors import SpamTuneError
-from pipeline.rundir import write_json
+from pipeline.fileio import read_json
+from pipeline.rundir import MODEL_METADATA, read_model_metadata, write_json
 
 log = logging.getLogger(__name__)
 
@@ -234,18 +234,13 @@ def save_adapter_extras(
     }
 
 
-def read_metadata(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "spam_tune.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def base_source(model_dir: Path, metadata: dict[str, Any]) -> str:
     """Where an adapter's base comes from: its saved ``base/``, else the recorded name or path."""
     if (model_dir / BASE_DIR / "config.json").is_file():
         return str(model_dir / BASE_DIR)
     name = metadata.get("base_model")
     if not name:
-        adapter_cfg = json.loads((model_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        adapter_cfg = read_json(model_dir / "adapter_config.json")
         name = adapter_cfg.get("base_model_name_or_path")
     if not name:
         raise SpamTuneError(
@@ -293,7 +288,7 @@ def load_adapter_model(model_dir: Path) -> nn.Module:
     from peft import PeftModel
 
     model_dir = Path(model_dir)
-    base = load_base_model(model_dir, read_metadata(model_dir))
+    base = load_base_model(model_dir, read_model_metadata(model_dir))
     with quiet_peft():
         return PeftModel.from_pretrained(base, str(model_dir))
 
@@ -365,7 +360,7 @@ def merge_adapter(model_dir: Path, out_dir: Path, dtype: str = "float32") -> Pat
         raise SpamTuneError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise SpamTuneError(f"--out {out_dir} exists and is not an empty directory; choose a new one")
-    metadata = read_metadata(model_dir)
+    metadata = read_model_metadata(model_dir)
     model = load_adapter_model(model_dir)
     if metadata.get("quantization"):
         adapter_cfg = copy.deepcopy(model.peft_config["default"])
@@ -386,7 +381,7 @@ def merge_adapter(model_dir: Path, out_dir: Path, dtype: str = "float32") -> Pat
     merged_metadata = {**metadata, "merged_from": str(model_dir.resolve()), "dtype": dtype}
     for key in ("base_model", "base_dtype", "quantization"):
         merged_metadata.pop(key, None)
-    write_json(tmp / "spam_tune.json", merged_metadata)
+    write_json(tmp / MODEL_METADATA, merged_metadata)
     if out_dir.exists():
         out_dir.rmdir()
     tmp.replace(out_dir)

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.baseline import DESCRIPTION, baseline_scores, fit_baseline
+from pipeline.baseline import DESCRIPTION, baseline_scores, run_baseline
 from pipeline.config import DataConfig, RunConfig, load_config
 from pipeline.data import read_labeled_file
 from pipeline.errors import DataError, SpamTuneError
-from pipeline.evaluation import SplitPredictions, top_mistakes
-from pipeline.metrics import classification_metrics
+from pipeline.evaluation import SplitPredictions, split_metrics, top_mistakes
+from pipeline.fileio import read_json
 from pipeline.report import METRIC_COLUMNS, evaluation_report
-from pipeline.rundir import RunDir, write_json, write_text_atomic
+from pipeline.rundir import RunDir, read_model_metadata, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 KIND = "spam-tune evaluate"
@@ -67,15 +67,11 @@ def resolve_target(path: str | Path) -> Target:
     return Target(model_dir=model_dir, run=run, cfg=cfg)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def model_labels(model_dir: Path) -> dict[int, str]:
     """Class id -> name, from the model config (or, for adapter dirs, spam_tune.json)."""
-    id2label = _read_json(model_dir / "config.json").get("id2label") or {}
+    id2label = read_json(model_dir / "config.json").get("id2label") or {}
     if not id2label:
-        id2label = _read_json(model_dir / "spam_tune.json").get("id2label") or {}
+        id2label = read_model_metadata(model_dir).get("id2label") or {}
     if not id2label:
         raise SpamTuneError(f"{model_dir} does not say its labels (no id2label in config.json or spam_tune.json)")
     return {int(k): v for k, v in id2label.items()}
@@ -183,7 +179,6 @@ def evaluate_saved_model(
     )
     positive = classifier.positive
     decisions = predictions.decisions(classifier.threshold, positive)
-    binary = len(id2label) == 2
     result: dict[str, Any] = {
         "kind": KIND,
         "name": name,
@@ -192,12 +187,8 @@ def evaluate_saved_model(
         "rows": len(texts),
         "threshold": classifier.threshold,
         "positive_label": positive,
-        "metrics": classification_metrics(
-            predictions.labels,
-            decisions,
-            num_labels=len(id2label),
-            positive_label=positive,
-            scores=predictions.probabilities[:, positive] if binary else None,
+        "metrics": split_metrics(
+            predictions, num_labels=len(id2label), positive_label=positive, threshold=classifier.threshold
         ),
     }
     baseline = _baseline(target, cfg_data, predictions, len(id2label), positive)
@@ -223,20 +214,18 @@ def _baseline(
         return None
     split_cfg = dataclasses.replace(cfg_data, text_column="text", label_column="label", format="csv")
     train = read_labeled_file(split_cfg, str(train_csv))
-    model, seconds = fit_baseline(train["text"].tolist(), train["label"].to_numpy())
-    scores = baseline_scores(model, predictions.texts, positive) if num_labels == 2 else None
+    fitted = run_baseline(
+        (train["text"].tolist(), train["label"].to_numpy()),
+        {"data": (predictions.texts, predictions.labels)},
+        num_labels=num_labels,
+        positive_label=positive,
+    )
     return {
         "model": DESCRIPTION,
         "trained_on": str(train_csv),
-        "fit_seconds": round(seconds, 4),
-        "metrics": classification_metrics(
-            predictions.labels,
-            model.predict(predictions.texts),
-            num_labels=num_labels,
-            positive_label=positive,
-            scores=scores,
-        ),
-        "model_object": model,
+        "fit_seconds": round(fitted.fit_seconds, 4),
+        "metrics": fitted.metrics["data"],
+        "model_object": fitted.model,
     }
 
 

@@ -7,7 +7,6 @@ main process: it writes the plots, ``report.md``, the model card and the thresho
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pipeline.config import RunConfig
 from pipeline.errors import ConfigError
 from pipeline.history import epoch_history, step_losses
 from pipeline.metrics import classification_metrics, softmax
-from pipeline.rundir import RunDir, write_json, write_text_atomic
+from pipeline.rundir import MODEL_METADATA, RunDir, write_text_atomic
 from pipeline.thresholds import Threshold, apply_threshold, choose_threshold
 
 log = logging.getLogger(__name__)
@@ -199,18 +198,6 @@ def _log_metrics(name: str, metrics: dict[str, Any]) -> None:
 # Artifacts (main process only)
 
 
-def record_threshold(model_dir: Path, threshold: Threshold | None, positive_label: int) -> None:
-    """Put the chosen threshold into ``model_dir/spam_tune.json``, where :class:`Classifier` reads it."""
-    path = model_dir / "spam_tune.json"
-    if not path.is_file():
-        return
-    metadata = json.loads(path.read_text(encoding="utf-8"))
-    metadata["positive_label"] = positive_label
-    metadata["threshold"] = None if threshold is None else threshold.value
-    metadata["threshold_strategy"] = "argmax" if threshold is None else threshold.strategy
-    write_json(path, metadata)
-
-
 def write_plots(
     plots_dir: Path,
     *,
@@ -257,15 +244,13 @@ def write_run_artifacts(
     metrics: dict[str, Any],
     environment: dict[str, Any],
 ) -> None:
-    """Threshold into the model's metadata, plots, report.md and the model card (main process only)."""
+    """Plots, report.md and the model card (main process only); the threshold is saved with the model."""
     from pipeline.modelcard import write_model_card
     from pipeline.report import run_report
 
     started = time.perf_counter()
     ev = cfg.evaluation
-    model_saved = (run.model / "spam_tune.json").is_file()
-    if model_saved:
-        record_threshold(run.model, evaluation.threshold, ev.positive_label)
+    model_saved = (run.model / MODEL_METADATA).is_file()
     split = "test" if "test" in evaluation.predictions else next(iter(evaluation.predictions))
     id2label = cfg.data.id2label
     plots: dict[str, Path] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from pipeline.errors import SpamTuneError
 from pipeline.metrics import softmax
+from pipeline.rundir import read_model_metadata
+from pipeline.thresholds import apply_threshold
 from pipeline.tokenize import make_collator, with_pad_token
 
 
@@ -34,13 +35,10 @@ class Prediction:
         }
 
 
-def read_model_metadata(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "spam_tune.json"
+def existing_model_metadata(model_dir: Path) -> dict[str, Any]:
     if not model_dir.is_dir():
         raise SpamTuneError(f"model dir {model_dir} not found; pass a run's model dir, e.g. runs/lora/model")
-    if not path.is_file():
-        return {}  # a plain transformers checkpoint works too
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_model_metadata(model_dir)  # {} for a plain transformers checkpoint, which works too
 
 
 def load_model_dir(model_dir: Path) -> PreTrainedModel:
@@ -59,7 +57,7 @@ class Classifier:
 
     def __init__(self, model_dir: str | Path, *, batch_size: int = 32, device: str | None = None) -> None:
         self.model_dir = Path(model_dir)
-        self.metadata = read_model_metadata(self.model_dir)
+        self.metadata = existing_model_metadata(self.model_dir)
         self.tokenizer = with_pad_token(AutoTokenizer.from_pretrained(str(self.model_dir)))
         self.model = load_model_dir(self.model_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -83,18 +81,11 @@ class Classifier:
             rows.append(torch.from_numpy(softmax(logits)))
         return torch.cat(rows) if rows else torch.empty(0, len(self.id2label))
 
-    def decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """Argmax, or the recorded decision threshold on the positive class (binary models)."""
-        if self.threshold is None or probs.shape[-1] != 2:
-            return probs.argmax(dim=-1)
-        positive = probs[:, self.positive] >= self.threshold
-        return torch.where(positive, self.positive, 1 - self.positive)
-
     def predict(self, texts: list[str]) -> list[Prediction]:
         if any(not isinstance(t, str) or not t.strip() for t in texts):
             raise SpamTuneError("predict got an empty or non-text input; pass non-empty strings")
         probs = self.probabilities(texts)
-        decisions = self.decide(probs)
+        decisions = apply_threshold(probs.numpy(), self.threshold, self.positive)  # argmax when no threshold
         return [
             Prediction(
                 text=text,

@@ -20,9 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SpamTuneError
-from pipeline.fileio import write_atomic, write_json
+from pipeline.fileio import read_json, write_atomic, write_json
 
-__all__ = ["RunDir", "check_run_dir", "environment_info", "write_json", "write_text_atomic"]
+__all__ = [
+    "MODEL_METADATA",
+    "RunDir",
+    "check_run_dir",
+    "environment_info",
+    "read_model_metadata",
+    "write_json",
+    "write_text_atomic",
+]
+
+MODEL_METADATA = "spam_tune.json"
+"""Beside a saved model: mode, labels, max_length, decision threshold, and how to rebuild an adapter's base."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,11 @@ def check_run_dir(root: Path, *, overwrite: bool, resume: bool) -> RunDir:
             "or pass output.overwrite=true to replace it"
         )
     return run
+
+
+def read_model_metadata(model_dir: Path) -> dict[str, Any]:
+    """The model dir's ``spam_tune.json``; ``{}`` for a plain transformers checkpoint."""
+    return read_json(Path(model_dir) / MODEL_METADATA)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

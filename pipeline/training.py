@@ -24,7 +24,8 @@ from pipeline.evaluation import check_evaluation_config, evaluate_run, write_run
 from pipeline.history import add_epoch_train_eval
 from pipeline.metrics import trainer_metrics
 from pipeline.modeling import count_parameters, load_model
-from pipeline.rundir import RunDir, check_run_dir, environment_info, write_json, write_text_atomic
+from pipeline.rundir import MODEL_METADATA, RunDir, check_run_dir, environment_info, write_json, write_text_atomic
+from pipeline.thresholds import Threshold
 from pipeline.tokenize import load_tokenizer, make_collator, tokenize_splits
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def run(cfg: RunConfig) -> RunResult:
     metrics["training"]["best_checkpoint"] = trainer.state.best_model_checkpoint
     metrics["data"] = summary.to_dict()
     if cfg.output.save_model:
-        save_final_model(trainer, tokenizer, cfg, run_dir)
+        save_final_model(trainer, tokenizer, cfg, run_dir, threshold=evaluation.threshold)
     if args.should_save:
         environment = environment_info() | {"wall_seconds": round(time.time() - started, 2)}
         write_json(run_dir.environment, environment)
@@ -222,12 +223,14 @@ def write_run_inputs(cfg: RunConfig, run: RunDir, splits: Any, summary: DataSumm
     write_json(run.data / "summary.json", summary.to_dict())
 
 
-def save_final_model(trainer: Trainer, tokenizer: Any, cfg: RunConfig, run: RunDir) -> None:
+def save_final_model(
+    trainer: Trainer, tokenizer: Any, cfg: RunConfig, run: RunDir, *, threshold: Threshold | None = None
+) -> None:
     """Save the best model (or adapter) with its tokenizer and what predict/serve need to use it."""
     trainer.save_model(str(run.model))  # a peft model saves its adapter + head
     if trainer.args.should_save:
         tokenizer.save_pretrained(str(run.model))
-        metadata = model_metadata(cfg)
+        metadata = model_metadata(cfg, threshold)
         if cfg.model.mode in ("lora", "qlora"):
             from pipeline.adapters import save_adapter_extras
 
@@ -238,15 +241,17 @@ def save_final_model(trainer: Trainer, tokenizer: Any, cfg: RunConfig, run: RunD
                 base_dtype=cfg.model.dtype,
                 adapter=cfg.adapter if cfg.model.mode == "qlora" else None,
             )
-        write_json(run.model / "spam_tune.json", metadata)
+        write_json(run.model / MODEL_METADATA, metadata)
 
 
-def model_metadata(cfg: RunConfig) -> dict[str, Any]:
+def model_metadata(cfg: RunConfig, threshold: Threshold | None = None) -> dict[str, Any]:
+    """What ``Classifier`` needs beside the weights, including the decision threshold chosen on validation."""
     return {
         "mode": cfg.model.mode,
         "base_model": cfg.model.name_or_path if cfg.model.from_config is None else None,
         "max_length": cfg.model.max_length,
         "id2label": {str(k): v for k, v in cfg.data.id2label.items()},
         "positive_label": cfg.evaluation.positive_label,
-        "threshold": None,  # set by evaluation.record_threshold once chosen on validation
+        "threshold": None if threshold is None else threshold.value,
+        "threshold_strategy": "argmax" if threshold is None else threshold.strategy,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from pipeline.evaluation import Evaluation, SplitPredictions, split_metrics, top
 from pipeline.history import epoch_history, step_losses
 from pipeline.rundir import RunDir, write_json
 from pipeline.thresholds import choose_threshold
+from pipeline.training import model_metadata
 from tests.conftest import toy_rows
 from tests.test_report import DATA as SUMMARY
 
@@ -157,7 +157,7 @@ def synthetic_evaluation(threshold) -> Evaluation:
 
 
 @pytest.mark.parametrize("plots_on", [True, False])
-def test_write_run_artifacts_follows_the_flags_and_records_the_threshold(tmp_path: Path, plots_on: bool):
+def test_write_run_artifacts_follows_the_flags_and_the_threshold(tmp_path: Path, plots_on: bool):
     cfg = load_config(None, [f"evaluation.plots={str(plots_on).lower()}", "evaluation.splits=[test]"])
     run = RunDir(tmp_path / "run")
     write_json(run.model / "spam_tune.json", {"mode": "full", "threshold": None})
@@ -165,7 +165,8 @@ def test_write_run_artifacts_follows_the_flags_and_records_the_threshold(tmp_pat
     evaluation = synthetic_evaluation(threshold)
     metrics = evaluation.to_json("best_f1") | {"data": SUMMARY}
     write_run_artifacts(run, cfg, evaluation, metrics, {"versions": {}})
-    meta = json.loads((run.model / "spam_tune.json").read_text(encoding="utf-8"))
+    # The threshold is saved with the model (save_final_model writes this metadata).
+    meta = model_metadata(cfg, threshold)
     assert meta["threshold"] == pytest.approx(0.2) and meta["threshold_strategy"] == "best_f1"
     assert (run.model / "README.md").stat().st_size > 0
     report = (run.root / "report.md").read_text(encoding="utf-8")
