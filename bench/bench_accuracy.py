@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.training import run
+from pipeline.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

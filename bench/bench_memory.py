@@ -64,8 +64,8 @@ def build_model(cfg: Any, device: Any, lora_dtype: str) -> Any:
     """Model set up as the pipeline does; built straight on ``device`` (random init on a GPU takes seconds)."""
     import torch
 
-    from pipeline.adapters import wrap_with_adapter
-    from pipeline.modeling import DTYPES, load_model
+    from pipeline.model.adapters import wrap_with_adapter
+    from pipeline.model.load import DTYPES, load_model
 
     mode = cfg.model.mode
     plain = dataclasses.replace(cfg.model, mode="full" if mode in ("lora", "qlora") else mode)
@@ -91,7 +91,7 @@ def measure(mode: str, arch: str, batch: int, seq: int, steps: int, checkpointin
     """One mode in this process: build, then time ``steps`` training steps; peak memory on CUDA."""
     import torch
 
-    from pipeline.modeling import count_parameters
+    from pipeline.model.modes import count_parameters
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")

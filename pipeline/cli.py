@@ -37,7 +37,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.training import run
+    from pipeline.run import run
 
     result = run(_config(args))
     test = result.metrics.get("test")
@@ -47,8 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from pipeline.data import load_splits, write_split_csvs
-    from pipeline.rundir import write_json
+    from pipeline.data.split import load_splits, write_split_csvs
+    from pipeline.fileio import write_json
 
     cfg = _config(args)
     splits, summary = load_splits(cfg.data)
@@ -60,7 +60,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipeline.predict import Classifier
+    from pipeline.serve.classifier import Classifier
 
     texts = list(args.texts)
     if args.file:
@@ -103,9 +103,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from pipeline.adapters import merge_adapter
+    from pipeline.export.merge import merge_folder
 
-    print(merge_adapter(Path(args.model_dir), Path(args.out), dtype=args.dtype))
+    print(merge_folder(args.model_dir, args.out, dtype=args.dtype))
     return 0
 
 

@@ -231,10 +231,26 @@ class TrainingConfig:
                     "training.early_stopping_patience needs evaluations and training.load_best_model_at_end=true; "
                     "set training.eval_strategy=epoch or drop early_stopping_patience"
                 )
+        if self.bf16 is True and self.fp16 is True:
+            raise ConfigError("training.bf16 and training.fp16 are both true; set one of them to false")
+        if self.save_strategy == "no" and self.load_best_model_at_end and self.eval_strategy != "no":
+            raise ConfigError(
+                "training.save_strategy=no contradicts training.load_best_model_at_end=true (the best model needs a "
+                "checkpoint at each evaluation); set training.load_best_model_at_end=false, or save_strategy=best"
+            )
         own = {f.name for f in dataclasses.fields(self)}
         clash = sorted(own & set(self.extra_args))
         if clash:
             raise ConfigError(f"training.extra_args repeats {clash}; set training.{clash[0]} directly instead")
+        if self.extra_args:
+            from transformers import TrainingArguments  # only then: importing transformers costs seconds
+
+            unknown = sorted(set(self.extra_args) - {f.name for f in dataclasses.fields(TrainingArguments)})
+            if unknown:
+                raise ConfigError(
+                    f"training.extra_args has {unknown}, which TrainingArguments does not know; "
+                    "see the transformers TrainingArguments docs for valid names"
+                )
 
 
 @dataclass
@@ -287,10 +303,16 @@ class OutputConfig:
 
 @dataclass
 class HubConfig:
+    """Where ``spam-tune push`` (or ``push_at_end``) uploads the model folder on the Hugging Face Hub."""
+
     repo_id: str | None = None
-    """``user/name`` to push the final model (with its model card) to; pushing is ``spam-tune push``."""
+    """``user/name`` (or ``org/name``) on the Hub; also names the model in its card and usage snippet."""
     private: bool = True
+    """Create the repo private (only when it does not exist yet)."""
     license: str = "mit"
+    """License in the model card's metadata."""
+    push_at_end: bool = False
+    """Push the model folder to ``repo_id`` when training ends (token from ``HF_TOKEN`` or ``hf auth login``)."""
 
 
 @dataclass
@@ -302,6 +324,22 @@ class RunConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+
+    def __post_init__(self) -> None:
+        # Checks that need two sections at once.
+        num_labels = len(self.data.id2label)
+        positive = self.evaluation.positive_label
+        if positive >= num_labels:
+            raise ConfigError(
+                f"evaluation.positive_label={positive} is not a class id; data.labels has ids 0..{num_labels - 1}"
+            )
+        if self.evaluation.threshold != "argmax" and num_labels != 2:
+            raise ConfigError(
+                f"evaluation.threshold={self.evaluation.threshold} needs two classes, data.labels has {num_labels}; "
+                "use evaluation.threshold=argmax"
+            )
+        if self.hub.push_at_end and not self.hub.repo_id:
+            raise ConfigError("hub.push_at_end=true needs hub.repo_id=USER/NAME (the Hub repo to push to)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,8 +1,10 @@
 """``spam-tune evaluate``: score a saved model on one of its run's splits or on any labeled data file.
 
-Everything that can fail on user input (the model path, the data file, its columns and labels, the
-output dir) fails before anything is written. The outputs are built in a temporary sibling dir and
-renamed into place at the end, so ``--out`` holds a complete evaluation or nothing new.
+The workflow of the command: read the rows (data stage), classify them (serve), score them (evaluation), then
+write metrics.json, predictions.csv, report.md and plots (report builder) into one output folder. Everything
+that can fail on user input (the model path, the data file, its columns and labels, the output dir) fails
+before anything is written; the folder is built aside and renamed into place, so ``--out`` holds a complete
+evaluation or nothing new.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.baseline import DESCRIPTION, baseline_scores, run_baseline
 from pipeline.config import DataConfig, RunConfig, load_config
-from pipeline.data import read_labeled_file
+from pipeline.data.clean import UnknownLabelsError
+from pipeline.data.readers import MissingColumnError, read_labeled_file
 from pipeline.errors import DataError, SpamTuneError
-from pipeline.evaluation import SplitPredictions, split_metrics, top_mistakes
-from pipeline.fileio import read_json
-from pipeline.report import METRIC_COLUMNS, evaluation_report
-from pipeline.rundir import RunDir, read_model_metadata, write_json, write_text_atomic
+from pipeline.evaluation.predictions import SplitPredictions
+from pipeline.evaluation.saved import SavedEvaluation, score_saved
+from pipeline.export.folder import read_folder_metadata, resolve_model_dir
+from pipeline.fileio import publish_dir, write_atomic, write_json
+from pipeline.markdown import METRIC_COLUMNS
+from pipeline.rundir import RunDir
 
 log = logging.getLogger(__name__)
 KIND = "spam-tune evaluate"
@@ -42,39 +43,11 @@ class Target:
     cfg: RunConfig | None
 
 
-def is_model_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
-
-
 def resolve_target(path: str | Path) -> Target:
     """A run dir (with ``model/``) or a model dir (inside a run or standalone)."""
-    given = Path(path).expanduser()
-    if not given.exists():
-        raise SpamTuneError(f"{given} not found; pass a run dir (e.g. runs/lora) or a model dir (runs/lora/model)")
-    if not given.is_dir():
-        raise SpamTuneError(f"{given} is a file; pass a run dir (e.g. runs/lora) or a model dir (runs/lora/model)")
-    if is_model_dir(given):
-        model_dir, root = given, given.parent
-    elif is_model_dir(given / "model"):
-        model_dir, root = given / "model", given
-    else:
-        raise SpamTuneError(
-            f"{given} is neither a run dir (with model/) nor a model dir (with config.json or adapter_config.json); "
-            "pass the output.dir of a finished training run or its model dir"
-        )
-    run = RunDir(root) if (root / "config.yaml").is_file() else None
-    cfg = load_config(run.config) if run else None
-    return Target(model_dir=model_dir, run=run, cfg=cfg)
-
-
-def model_labels(model_dir: Path) -> dict[int, str]:
-    """Class id -> name, from the model config (or, for adapter dirs, spam_tune.json)."""
-    id2label = read_json(model_dir / "config.json").get("id2label") or {}
-    if not id2label:
-        id2label = read_model_metadata(model_dir).get("id2label") or {}
-    if not id2label:
-        raise SpamTuneError(f"{model_dir} does not say its labels (no id2label in config.json or spam_tune.json)")
-    return {int(k): v for k, v in id2label.items()}
+    model_dir = resolve_model_dir(path)
+    run = RunDir.containing(model_dir)
+    return Target(model_dir=model_dir, run=run, cfg=load_config(run.config) if run else None)
 
 
 def data_config(
@@ -97,14 +70,18 @@ def data_config(
     )
 
 
-def _cli_hints(message: str, id2label: dict[int, str]) -> str:
-    """Data errors name config keys; here the fixes are command-line options or the file itself."""
-    message = message.replace("data.text_column=", "--text-column ").replace("data.label_column=", "--label-column ")
-    head, sep, _ = message.partition("; map every raw label")
-    if sep:  # unknown labels: the model's classes are fixed, so the file has to match them
+def read_rows(cfg: DataConfig, path: Path, fmt: str | None, id2label: dict[int, str]) -> pd.DataFrame:
+    """The labeled rows; errors give the command's options as the fix (the model's classes are fixed)."""
+    try:
+        return read_labeled_file(cfg, str(path), fmt)
+    except MissingColumnError as err:
+        option = "--text-column" if err.key == "text_column" else "--label-column"
+        raise DataError(err.message(f"{option} {err.guess}")) from None
+    except UnknownLabelsError as err:
         known = ", ".join(f"{name} ({idx})" for idx, name in id2label.items())
-        message = f"{head.replace('not in data.labels', 'not among the model classes')}; use {known} as labels"
-    return message
+        raise DataError(
+            f"{err.where}: label value(s) not among the model classes: {err.values}; use {known} as labels"
+        ) from None
 
 
 def output_dir(target: Target, out: str | None, name: str) -> Path:
@@ -146,7 +123,7 @@ def evaluate_saved_model(
     if split and (text_column or label_column):
         raise SpamTuneError("--text-column/--label-column apply to --data files; a run's splits have fixed columns")
     target = resolve_target(target_path)
-    id2label = model_labels(target.model_dir)
+    id2label = read_folder_metadata(target.model_dir).id2label
     if data:
         path, name = Path(data).expanduser(), Path(data).stem or "data"
     else:
@@ -160,15 +137,9 @@ def evaluate_saved_model(
             raise SpamTuneError(f"{path} not found; the run did not save its {split} split (pass --data FILE)")
     out_dir = output_dir(target, out, name)
     cfg_data = data_config(target, id2label, split_file=not data, text_column=text_column, label_column=label_column)
-    try:
-        frame = read_labeled_file(cfg_data, str(path), data_format if data else None)
-    except DataError as err:
-        raise DataError(_cli_hints(str(err), id2label)) from None
-    unknown = sorted(set(frame["label"]) - set(id2label))
-    if unknown:
-        raise SpamTuneError(f"{path}: class ids {unknown} are not among the model's classes {id2label}")
+    frame = read_rows(cfg_data, path, data_format if data else None, id2label)
 
-    from pipeline.predict import Classifier
+    from pipeline.serve.classifier import Classifier
 
     classifier = Classifier(target.model_dir, batch_size=batch_size)
     texts = frame["text"].tolist()
@@ -177,8 +148,14 @@ def evaluate_saved_model(
         labels=frame["label"].to_numpy(dtype=int),
         probabilities=classifier.probabilities(texts).numpy().astype(np.float64),
     )
-    positive = classifier.positive
-    decisions = predictions.decisions(classifier.threshold, positive)
+    scored = score_saved(
+        predictions,
+        id2label=id2label,
+        threshold=classifier.threshold,
+        positive_label=classifier.positive,
+        num_mistakes=target.cfg.evaluation.num_mistakes if target.cfg else 20,
+        baseline_train=_baseline_train(target, cfg_data),
+    )
     result: dict[str, Any] = {
         "kind": KIND,
         "name": name,
@@ -186,27 +163,18 @@ def evaluate_saved_model(
         "data": str(path),
         "rows": len(texts),
         "threshold": classifier.threshold,
-        "positive_label": positive,
-        "metrics": split_metrics(
-            predictions, num_labels=len(id2label), positive_label=positive, threshold=classifier.threshold
-        ),
+        "positive_label": classifier.positive,
+        "metrics": scored.metrics,
     }
-    baseline = _baseline(target, cfg_data, predictions, len(id2label), positive)
-    if baseline:
-        result["baseline"] = {k: v for k, v in baseline.items() if k != "model_object"}
+    if scored.baseline is not None:
+        result["baseline"] = {**scored.baseline_info, "trained_on": str(target.run.data / "train.csv")}
     result["seconds"] = round(time.perf_counter() - started, 3)
-    mistakes = top_mistakes(predictions, decisions, id2label, target.cfg.evaluation.num_mistakes if target.cfg else 20)
-    _publish(
-        out_dir,
-        lambda tmp: _write_outputs(tmp, out_dir, result, predictions, decisions, id2label, mistakes, baseline),
-    )
+    publish_dir(out_dir, lambda tmp: _write_outputs(tmp, result, scored, id2label))
     return result, out_dir
 
 
-def _baseline(
-    target: Target, cfg_data: DataConfig, predictions: SplitPredictions, num_labels: int, positive: int
-) -> dict[str, Any] | None:
-    """The TF-IDF baseline fitted on the run's saved train split, scored on the same rows."""
+def _baseline_train(target: Target, cfg_data: DataConfig) -> tuple[list[str], np.ndarray] | None:
+    """The run's saved train split, to fit the TF-IDF baseline on (None outside a run or when turned off)."""
     if target.run is None or (target.cfg is not None and not target.cfg.evaluation.baseline):
         return None
     train_csv = target.run.data / "train.csv"
@@ -214,102 +182,50 @@ def _baseline(
         return None
     split_cfg = dataclasses.replace(cfg_data, text_column="text", label_column="label", format="csv")
     train = read_labeled_file(split_cfg, str(train_csv))
-    fitted = run_baseline(
-        (train["text"].tolist(), train["label"].to_numpy()),
-        {"data": (predictions.texts, predictions.labels)},
-        num_labels=num_labels,
-        positive_label=positive,
-    )
-    return {
-        "model": DESCRIPTION,
-        "trained_on": str(train_csv),
-        "fit_seconds": round(fitted.fit_seconds, 4),
-        "metrics": fitted.metrics["data"],
-        "model_object": fitted.model,
-    }
+    return train["text"].tolist(), train["label"].to_numpy()
 
 
-def _write_outputs(
-    tmp: Path,
-    final: Path,
-    result: dict[str, Any],
-    predictions: SplitPredictions,
-    decisions: np.ndarray,
-    id2label: dict[int, str],
-    mistakes: list[dict[str, Any]],
-    baseline: dict[str, Any] | None,
-) -> None:
-    from pipeline import plots
+def _write_outputs(tmp: Path, result: dict[str, Any], scored: SavedEvaluation, id2label: dict[int, str]) -> None:
+    from pipeline.evaluation.baseline import baseline_scores
+    from pipeline.report.builder import ReportView, write_report
+    from pipeline.report.render import evaluation_report
 
+    predictions, decisions = scored.predictions, scored.decisions
     positive = result["positive_label"]
-    names = [id2label[i] for i in range(len(id2label))]
-    how = "argmax" if result["threshold"] is None else f"threshold {result['threshold']:.3f}"
-    written = {
-        "confusion_matrix": plots.plot_confusion_matrix(
-            result["metrics"]["confusion_matrix"],
-            names,
-            tmp / "plots" / "confusion_matrix.png",
-            f"Confusion matrix ({result['name']}, {how})",
+    view = ReportView(
+        split=result["name"],
+        predictions=predictions,
+        decisions=decisions,
+        id2label=id2label,
+        positive_label=positive,
+        threshold=result["threshold"],
+        baseline_scores=None
+        if scored.baseline is None or len(id2label) != 2
+        else baseline_scores(scored.baseline.model, predictions.texts, positive),
+    )
+    model = Path(result["model_dir"]).resolve()
+
+    def render(plots: dict[str, Path]) -> str:
+        return evaluation_report(
+            root=tmp,
+            title=f"{result['name']} with {model.parent.name}/{model.name}",
+            result=result,
+            names=id2label,
+            positive_label=positive,
+            mistakes=scored.mistakes,
+            plots=plots,
         )
-    }
-    if len(names) == 2:
-        scores_png = plots.plot_scores(
-            predictions.labels == positive,
-            predictions.probabilities[:, positive],
-            tmp / "plots" / "scores.png",
-            title=f"Scores on {result['name']} ({result['rows']} rows)",
-            positive_name=id2label[positive],
-            negative_name=id2label[1 - positive],
-            threshold=result["threshold"],
-            baseline_scores=None
-            if baseline is None
-            else baseline_scores(baseline["model_object"], predictions.texts, positive),
-        )
-        if scores_png:
-            written["scores"] = scores_png
+
+    write_report(tmp, view, render=render)
     table = {
         "text": predictions.texts,
         "label": [id2label[int(i)] for i in predictions.labels],
         "predicted": [id2label[int(i)] for i in decisions],
         "confidence": predictions.probabilities[np.arange(len(decisions)), decisions],
     }
-    table |= {f"p_{id2label[i]}": predictions.probabilities[:, i] for i in range(len(names))}
-    write_text_atomic(tmp / "predictions.csv", pd.DataFrame(table).to_csv(index=False, lineterminator="\n"))
-    # Plot links are written relative to the report, so they stay valid after the rename.
-    model = Path(result["model_dir"]).resolve()
-    report = evaluation_report(
-        root=tmp,
-        title=f"{result['name']} with {model.parent.name}/{model.name}",
-        result=result,
-        names=id2label,
-        positive_label=positive,
-        mistakes=mistakes,
-        plots=written,
-    )
-    write_text_atomic(tmp / "report.md", report)
+    table |= {f"p_{id2label[i]}": predictions.probabilities[:, i] for i in range(len(id2label))}
+    write_atomic(tmp / "predictions.csv", pd.DataFrame(table).to_csv(index=False, lineterminator="\n"))
     write_json(tmp / "metrics.json", result)
-
-
-def _publish(out: Path, write) -> None:
-    """Build the output in a temp dir next to ``out``, then swap it in (old output removed last)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    old = None
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output is meant to be shared like the run dir
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / "previous")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / "previous").exists() and not out.exists():
-            os.replace(old / "previous", out)  # put the earlier output back
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def format_table(result: dict[str, Any]) -> str:

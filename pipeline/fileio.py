@@ -1,11 +1,13 @@
-"""Atomic file writes: readers (and later cache hits) see the old file or the whole new one, never half."""
+"""Atomic file and directory writes: readers see the old version or the whole new one, never half of one."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,32 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_json(path: Path, payload: Any) -> None:
     write_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def publish_dir(out: Path, build: Callable[[Path], None]) -> Path:
+    """Build a directory with ``build(tmp)`` in a hidden sibling of ``out``, then swap it in whole.
+
+    Readers see the old ``out`` or the complete new one, never a half-written one: a crash (or kill) while
+    building leaves only a hidden ``.<name>.*.tmp`` sibling, which no reader mistakes for a finished folder.
+    An existing ``out`` is moved aside first and removed last (and put back if the swap fails).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    old: Path | None = None
+    try:
+        build(tmp)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; outputs are shared like any directory
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+            os.replace(out, old / "previous")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / "previous").exists() and not out.exists():
+            os.replace(old / "previous", out)  # put the earlier output back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return out

@@ -67,17 +67,17 @@ def toy_data_file(tmp_path: Path) -> Path:
 
 def train_keeping_model(config: Path, overrides: list[str], patch: pytest.MonkeyPatch) -> object:
     """Train through the CLI and return the model object as training ended (before it is saved)."""
-    from pipeline import training
+    from pipeline import run
     from pipeline.cli import main
 
     captured: dict[str, object] = {}
-    save = training.save_final_model
+    export = run.export_trained
 
-    def keep_model(trainer, *args, **kwargs):
+    def keep_model(cfg, run_dir, trainer, *args, **kwargs):
         captured["model"] = trainer.model
-        return save(trainer, *args, **kwargs)
+        return export(cfg, run_dir, trainer, *args, **kwargs)
 
-    patch.setattr(training, "save_final_model", keep_model)
+    patch.setattr(run, "export_trained", keep_model)
     assert main(["train", "--config", str(config), *overrides]) == 0
     return captured["model"]
 

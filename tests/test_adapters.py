@@ -17,22 +17,24 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
-from pipeline import training
-from pipeline.adapters import (
-    bnb_config,
-    check_target_modules,
-    load_adapter_model,
-    merge_adapter,
-    qlora_load_kwargs,
-    save_adapter_extras,
-    wrap_with_adapter,
-)
 from pipeline.cli import main
 from pipeline.config import AdapterConfig, ModelConfig, load_config
 from pipeline.errors import ConfigError, SpamTuneError
-from pipeline.modeling import count_parameters, load_model
-from pipeline.predict import Classifier
+from pipeline.export.merge import merge_folder
+from pipeline.model.adapters import (
+    attach_adapter,
+    bnb_config,
+    check_target_modules,
+    describe_base,
+    load_base_model,
+    qlora_load_kwargs,
+    wrap_with_adapter,
+)
+from pipeline.model.load import load_model
+from pipeline.model.modes import count_parameters
 from pipeline.rundir import RunDir
+from pipeline.serve.classifier import Classifier
+from pipeline.train.arguments import build_training_arguments
 from tests.conftest import TINY_GPT2, tiny_overrides, toy_rows, train_keeping_model, write_toy_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,14 +128,14 @@ def test_merge_gives_a_standalone_model_with_the_same_probabilities(lora_run: Si
 
 
 def test_merge_to_bfloat16_and_refusals(lora_run: SimpleNamespace, tmp_path: Path) -> None:
-    out = merge_adapter(lora_run.run.model, tmp_path / "bf16", dtype="bfloat16")
+    out = merge_folder(lora_run.run.model, tmp_path / "bf16", dtype="bfloat16")
     model = AutoModelForSequenceClassification.from_pretrained(str(out), dtype="auto")
     assert model.dtype == torch.bfloat16
     assert torch.allclose(Classifier(out).probabilities(TEXTS), lora_run.expected, atol=3e-2)
     with pytest.raises(SpamTuneError, match="not an empty directory"):
-        merge_adapter(lora_run.run.model, out)
+        merge_folder(lora_run.run.model, out)
     with pytest.raises(SpamTuneError, match="holds no adapter"):
-        merge_adapter(out, tmp_path / "again")
+        merge_folder(out, tmp_path / "again")
 
 
 def test_adapter_over_a_named_base_records_it_instead_of_copying(tmp_path: Path) -> None:
@@ -147,14 +149,14 @@ def test_adapter_over_a_named_base_records_it_instead_of_copying(tmp_path: Path)
                 param.normal_()  # a non-zero update, so the adapter matters
     model_dir = tmp_path / "adapter"
     model.save_pretrained(model_dir)
-    metadata = save_adapter_extras(model, model_dir, base_dtype="float32", adapter=None)
-    assert metadata["base_model"] == str(base_dir.resolve()) and not (model_dir / "base").exists()
-    (model_dir / "spam_tune.json").write_text(json.dumps(metadata))
+    info = describe_base(model)
+    assert info.name == str(base_dir.resolve()) and info.checkpoint_dir is None
     batch = {"input_ids": torch.tensor([[464, 3290, 318, 257], [40, 588, 340, 50256]])}
     batch["attention_mask"] = (batch["input_ids"] != PAD).long()
     with torch.no_grad():
         expected = model.eval()(**batch).logits
-        reloaded = load_adapter_model(model_dir).eval()(**batch).logits
+        base_again = load_base_model(info.name, id2label=ID2LABEL, pad_token_id=info.pad_token_id)
+        reloaded = attach_adapter(base_again, model_dir).eval()(**batch).logits
     assert torch.allclose(expected, reloaded, atol=1e-6)
 
 
@@ -234,7 +236,7 @@ def test_gradient_checkpointing_is_non_reentrant_and_warning_free(tmp_path: Path
     cfg = load_config(QLORA_YAML, [f"output.dir={tmp_path}"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        args = training.build_training_arguments(cfg, RunDir(tmp_path))
+        args = build_training_arguments(cfg, RunDir(tmp_path))
     # transformers 5.23 mirrors activation_checkpointing* into the old names; earlier 5.x have only those.
     assert args.gradient_checkpointing and args.gradient_checkpointing_kwargs == {"use_reentrant": False}
     assert args.ddp_find_unused_parameters is False

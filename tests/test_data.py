@@ -15,14 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import data
 from pipeline.config import DataConfig
 from pipeline.data import (
     DataSummary,
+    clean,
     fetch_uci,
     load_splits,
     read_labeled_file,
     read_table,
+    split,
     write_split_csvs,
 )
 from pipeline.errors import DataError
@@ -489,8 +490,8 @@ def test_read_labeled_file_format_fallback(tmp_path: Path) -> None:
     assert read_labeled_file(_cfg(tmp_path / "x", format="uci"), str(csv_path))["label"].tolist() == [1]
 
 
-def test_module_logger_name() -> None:
-    assert data.logger.name == "pipeline.data"
+def test_module_logger_names() -> None:
+    assert split.logger.name == "pipeline.data.split" and clean.logger.name == "pipeline.data.clean"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,17 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from pipeline import plots
-from pipeline.baseline import DESCRIPTION, baseline_scores, run_baseline
 from pipeline.config import load_config
 from pipeline.data import load_splits
-from pipeline.evaluation import Evaluation, SplitPredictions, split_metrics, top_mistakes, write_run_artifacts
-from pipeline.history import epoch_history, step_losses
-from pipeline.rundir import RunDir, write_json
-from pipeline.thresholds import choose_threshold
-from pipeline.training import model_metadata
+from pipeline.evaluation.baseline import DESCRIPTION, baseline_scores, run_baseline
+from pipeline.evaluation.predictions import Evaluation, SplitPredictions, split_metrics, top_mistakes
+from pipeline.evaluation.thresholds import choose_threshold
+from pipeline.export.trained import run_metadata
+from pipeline.report import plots
+from pipeline.report.builder import write_run_report
+from pipeline.rundir import RunDir
+from pipeline.train.history import epoch_history, step_losses
 from tests.conftest import toy_rows
 from tests.test_report import DATA as SUMMARY
 
@@ -157,18 +159,17 @@ def synthetic_evaluation(threshold) -> Evaluation:
 
 
 @pytest.mark.parametrize("plots_on", [True, False])
-def test_write_run_artifacts_follows_the_flags_and_the_threshold(tmp_path: Path, plots_on: bool):
+def test_run_report_follows_the_flags_and_the_threshold(tmp_path: Path, plots_on: bool):
     cfg = load_config(None, [f"evaluation.plots={str(plots_on).lower()}", "evaluation.splits=[test]"])
     run = RunDir(tmp_path / "run")
-    write_json(run.model / "spam_tune.json", {"mode": "full", "threshold": None})
     threshold = choose_threshold([1, 0, 1, 0], [0.8, 0.1, 0.3, 0.6], strategy="best_f1")
     evaluation = synthetic_evaluation(threshold)
     metrics = evaluation.to_json("best_f1") | {"data": SUMMARY}
-    write_run_artifacts(run, cfg, evaluation, metrics, {"versions": {}})
-    # The threshold is saved with the model (save_final_model writes this metadata).
-    meta = model_metadata(cfg, threshold)
-    assert meta["threshold"] == pytest.approx(0.2) and meta["threshold_strategy"] == "best_f1"
-    assert (run.model / "README.md").stat().st_size > 0
+    write_run_report(run, cfg, evaluation, metrics, {"versions": {}})
+    # The threshold is saved with the model: the export stage writes this metadata.
+    meta = run_metadata(cfg, torch.nn.Linear(1, 1), threshold=threshold, metrics=metrics, versions={})
+    assert meta.threshold == pytest.approx(0.2) and meta.threshold_strategy == "best_f1"
+    assert not run.model.exists()  # the report stage writes no model files
     report = (run.root / "report.md").read_text(encoding="utf-8")
     assert ("![Confusion matrix](plots/confusion_matrix.png)" in report) == plots_on
     assert (run.root / "plots").exists() == plots_on

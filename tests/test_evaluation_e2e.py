@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from pipeline.cli import main
-from pipeline.predict import Classifier
+from pipeline.serve.classifier import Classifier
 from tests.conftest import tiny_overrides, write_toy_data
 from tests.test_evaluation import assert_png
 

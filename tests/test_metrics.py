@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.metrics import classification_metrics
-from pipeline.thresholds import apply_threshold, choose_threshold, precision_recall_at
+from pipeline.evaluation.metrics import classification_metrics
+from pipeline.evaluation.thresholds import apply_threshold, choose_threshold, precision_recall_at
 
 # 10 rows, positive class 1: TP = 4 (rows 4-7), FP = 1 (row 3), FN = 2 (rows 8, 9), TN = 3 (rows 0-2).
 REFS = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]

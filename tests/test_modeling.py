@@ -5,7 +5,8 @@ import torch
 
 from pipeline.config import ModelConfig
 from pipeline.errors import SpamTuneError
-from pipeline.modeling import count_parameters, load_model, transformer_blocks
+from pipeline.model.load import load_model
+from pipeline.model.modes import count_parameters, transformer_blocks
 from tests.conftest import TINY_GPT2
 
 ID2LABEL = {0: "ham", 1: "spam"}

@@ -17,9 +17,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from pipeline.cli import main
-from pipeline.modeling import count_parameters
-from pipeline.predict import Classifier
+from pipeline.model.modes import count_parameters
 from pipeline.rundir import RunDir
+from pipeline.serve.classifier import Classifier
 from tests.conftest import tiny_overrides, train_keeping_model, write_toy_data
 from tests.test_adapters import QLORA_YAML, QUICK, TEXTS, expected_lora_trainable, probabilities_of
 

@@ -8,9 +8,10 @@ import pytest
 from huggingface_hub import ModelCard
 
 from pipeline.config import load_config
-from pipeline.metrics import classification_metrics
-from pipeline.modelcard import build_model_card, write_model_card
-from pipeline.report import cell, mistakes_table, run_report
+from pipeline.evaluation.metrics import classification_metrics
+from pipeline.export.modelcard import model_card
+from pipeline.markdown import cell
+from pipeline.report.render import mistakes_table, run_report
 
 SPLIT = classification_metrics([0, 0, 0, 0, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1, 0, 0], scores=[0.5] * 10)
 DATA = {
@@ -89,7 +90,8 @@ def test_run_report_has_every_section_and_relative_plot_links(tmp_path: Path):
 
 def test_model_card_metadata_parses_as_hub_metadata(tmp_path: Path):
     cfg = load_config(None, ["hub.license=apache-2.0", "hub.repo_id=me/gpt2-spam", "data.split_mode=book"])
-    path = write_model_card(tmp_path, cfg, METRICS)
+    path = tmp_path / "README.md"
+    path.write_text(model_card(cfg, METRICS), encoding="utf-8")
     card = ModelCard.load(path)  # a local path: no network
     data = card.data
     assert data.license == "apache-2.0"
@@ -122,7 +124,7 @@ def test_model_card_for_a_random_init_adapter_on_a_local_file(tmp_path: Path):
             "model.from_config={model_type: gpt2, n_layer: 2}",
         ],
     )
-    card = build_model_card(cfg, METRICS, model_name="tiny")
+    card = ModelCard(model_card(cfg, METRICS, model_name="tiny"))
     data = card.data
     assert data.library_name == "peft" and data.base_model is None and data.datasets is None
     assert data.eval_results is None  # no Hub dataset to attach results to

@@ -5,7 +5,7 @@ from pathlib import Path
 import datasets
 
 from pipeline.config import ModelConfig
-from pipeline.tokenize import bundled_gpt2_tokenizer, load_tokenizer, make_collator, tokenize_splits
+from pipeline.data.tokenize import bundled_gpt2_tokenizer, load_tokenizer, make_collator, tokenize_splits
 
 EOS = 50256
 

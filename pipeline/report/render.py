@@ -13,53 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import RunConfig
-
-METRIC_COLUMNS = (
-    ("accuracy", "Accuracy"),
-    ("precision", "Precision"),
-    ("recall", "Recall"),
-    ("f1", "F1"),
-    ("f1_macro", "F1 macro"),
-    ("roc_auc", "ROC-AUC"),
-)
-MAX_TEXT = 100
-_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]"}
-_ESCAPES |= {"<": "&lt;", ">": "&gt;", "&": "&amp;", "#": "\\#"}
-
-
-def cell(text: Any, limit: int | None = None) -> str:
-    """One table cell: one line, optionally truncated, with Markdown/HTML specials (and ``|``) escaped."""
-    value = " ".join(str(text).split())
-    if limit is not None and len(value) > limit:
-        value = value[: limit - 1].rstrip() + "…"
-    return "".join(_ESCAPES.get(ch, ch) for ch in value)
-
-
-def percent(value: Any) -> str:
-    return "–" if value is None else f"{100 * float(value):.2f}"
-
-
-def table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
-    align = align or ["---"] * len(header)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def join_blocks(blocks: list[str]) -> str:
-    """Markdown blocks separated by exactly one blank line."""
-    return "\n\n".join(b.strip("\n") for b in blocks if b.strip()) + "\n"
-
-
-def duration(seconds: Any) -> str:
-    if seconds is None:
-        return "–"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s"
+from pipeline.markdown import MAX_TEXT, METRIC_COLUMNS, cell, duration, join_blocks, metrics_note, percent, table
 
 
 def metric_rows(entries: list[tuple[str, str, dict[str, Any] | None]]) -> str:
@@ -154,9 +108,12 @@ def data_section(summary: dict[str, Any], dedupe: bool, balance: str) -> str:
     )
 
 
-def config_section(cfg: RunConfig, parameters: dict[str, Any] | None, config_yaml: str) -> str:
+def config_section(
+    cfg: RunConfig, parameters: dict[str, Any] | None, config_yaml: str, training_facts: dict[str, Any] | None = None
+) -> str:
     model = cfg.model
     training = cfg.training
+    facts = training_facts or {}
     source = "random init " + str(model.from_config) if model.from_config else model.name_or_path
     rows = [
         ["Model", cell(source)],
@@ -170,7 +127,7 @@ def config_section(cfg: RunConfig, parameters: dict[str, Any] | None, config_yam
             "Learning rate",
             f"{training.learning_rate:g} ({training.lr_scheduler_type}, warm-up {training.warmup_steps:g})",
         ],
-        ["Batch size", f"{training.per_device_train_batch_size} x {training.gradient_accumulation_steps} accumulation"],
+        ["Batch size", _batch_size(training.per_device_train_batch_size, training.gradient_accumulation_steps, facts)],
         ["Weight decay", f"{training.weight_decay:g}"],
         ["Best model by", f"validation {training.metric_for_best_model}"],
         ["Seed", str(training.seed)],
@@ -190,6 +147,13 @@ def config_section(cfg: RunConfig, parameters: dict[str, Any] | None, config_yam
         "\n<details><summary>Resolved config (<code>config.yaml</code>)</summary>\n\n"
         f"```yaml\n{config_yaml.rstrip()}\n```\n\n</details>\n"
     )
+
+
+def _batch_size(per_device: int, accumulation: int, facts: dict[str, Any]) -> str:
+    """Per-device batch x processes x accumulation = the batch one optimizer step sees."""
+    processes = facts.get("processes", 1)
+    effective = facts.get("effective_batch_size", per_device * processes * accumulation)
+    return f"{per_device} per device x {processes} process(es) x {accumulation} accumulation = {effective}"
 
 
 def environment_section(environment: dict[str, Any], timings: list[tuple[str, Any]]) -> str:
@@ -220,16 +184,6 @@ def plots_section(plots: dict[str, Path], root: Path) -> str:
         link = Path(os.path.relpath(path, root)).as_posix()
         parts.append(f"![{titles.get(name, name)}]({link})")
     return ("\n".join(parts) + "\n") if parts else "No plots (evaluation.plots=false).\n"
-
-
-def metrics_note(names: dict[int, str], positive_label: int) -> str:
-    """What precision/recall/F1 mean in the tables (they differ between binary and multi-class tasks)."""
-    if len(names) != 2:
-        return "With more than two classes, precision, recall and F1 are macro averages; ROC-AUC is binary-only."
-    return (
-        f"Precision, recall and F1 are those of the positive class `{names.get(positive_label)}`; F1 macro averages "
-        "over the classes; ROC-AUC ranks rows by p(positive) (the baseline by its SVM margin)."
-    )
 
 
 def decision_line(threshold: dict[str, Any] | None, positive_name: str) -> str:
@@ -317,7 +271,7 @@ def run_report(
         "## Data\n",
         data_section(metrics["data"], cfg.data.dedupe, cfg.data.balance),
         "## Configuration\n",
-        config_section(cfg, parameters, cfg.to_yaml()),
+        config_section(cfg, parameters, cfg.to_yaml(), training),
         "## Timing and hardware\n",
         environment_section(
             environment,

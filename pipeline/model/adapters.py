@@ -6,10 +6,9 @@
   double quantization, bf16 compute). The head stays out of quantization and in fp32, and peft's
   ``prepare_model_for_kbit_training`` freezes the base and upcasts its small unquantized weights to fp32.
 
-A saved adapter dir (``<run>/model``) holds what ``Trainer.save_model`` writes for a peft model
-(``adapter_config.json``, ``adapter_model.safetensors`` with the adapters and the head), the tokenizer, and
-``spam_tune.json`` saying which base to rebuild and how (name, dtype, 4-bit settings, labels). A base built from
-a config (``model.from_config``, random weights) has no name to reload it by, so it is saved too, under ``base/``.
+This module works on models in memory: it does not read or write model folders. The export stage
+(:mod:`pipeline.export`) writes an adapter folder with what :func:`describe_base` says about the base; the serve
+stage (:mod:`pipeline.serve`) reads it back with :func:`load_base_model` and :func:`attach_adapter`.
 """
 
 from __future__ import annotations
@@ -24,26 +23,23 @@ import tempfile
 import warnings
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
+from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig, PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from pipeline.config import AdapterConfig
-from pipeline.errors import SpamTuneError
-from pipeline.fileio import read_json
-from pipeline.rundir import MODEL_METADATA, read_model_metadata, write_json
+from pipeline.errors import ModelError
+from pipeline.model import DTYPES
 
 log = logging.getLogger(__name__)
 
-BASE_DIR = "base"
-"""Sub-dir of a saved adapter that holds its base model when the base has no name to reload it by."""
 HEAD_MODULES = ("score", "classifier")
 """Heads of ``*ForSequenceClassification`` models: peft's SEQ_CLS task trains and saves them in full."""
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +64,7 @@ def require_qlora_support(
 ) -> None:
     missing = missing_for_qlora(need_cuda=need_cuda)
     if missing:
-        raise SpamTuneError(f"{what} needs {' and '.join(missing)}; {fix}")
+        raise ModelError(f"{what} needs {' and '.join(missing)}; {fix}")
 
 
 def bnb_config(cfg: AdapterConfig) -> BitsAndBytesConfig:
@@ -133,12 +129,12 @@ def check_target_modules(model: nn.Module, targets: list[str] | str) -> None:
     missing = [t for t in targets if t not in heads and not any(n == t or n.endswith(f".{t}") for n in layers)]
     model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
     if heads:
-        raise SpamTuneError(
+        raise ModelError(
             f"adapter.target_modules lists the classification head {heads}, which trains in full already; "
             f"drop it (linear layers of this {model_type} model: {', '.join(linear_module_names(model))})"
         )
     if missing:
-        raise SpamTuneError(
+        raise ModelError(
             f"adapter.target_modules {missing} match no linear layer of this {model_type} model; its linear "
             f"layers are {', '.join(linear_module_names(model))} (or use adapter.target_modules=all-linear)"
         )
@@ -201,79 +197,67 @@ def wrap_with_adapter(model: PreTrainedModel, adapter_cfg: AdapterConfig, quanti
 
 
 # ---------------------------------------------------------------------------------------------
-# Saving and reloading
+# The base under an adapter: described for saving, rebuilt for inference
 
 
-def save_adapter_extras(
-    model: nn.Module, model_dir: Path, *, base_dtype: str, adapter: AdapterConfig | None
-) -> dict[str, Any]:
-    """What reloading needs beyond the adapter ``Trainer.save_model`` wrote; returns metadata for spam_tune.json.
+@dataclass(frozen=True)
+class BaseInfo:
+    """How an adapter's base can be had again."""
 
-    ``adapter`` is the run's AdapterConfig for QLoRA (its 4-bit settings rebuild the same quantized base) and
-    None for LoRA. A base without a name (``model.from_config``) is saved under ``model_dir/base``.
-    """
+    name: str | None
+    """Hub id or absolute local path to load it from; None when it has no name (random init)."""
+    checkpoint_dir: Path | None
+    """An unquantized checkpoint of a nameless base (QLoRA over ``model.from_config``), to save beside the adapter."""
+    pad_token_id: int | None
+
+
+def describe_base(model: nn.Module) -> BaseInfo:
+    """What reloading ``model``'s base needs; a local base is recorded by absolute path (works from any cwd)."""
     base = model.get_base_model()
-    name = base.name_or_path or None
     stashed = getattr(base, "_spam_tune_base_dir", None)
-    if stashed is not None:  # QLoRA over a from-config model: the unquantized checkpoint it was loaded from
-        shutil.copytree(stashed, model_dir / BASE_DIR, dirs_exist_ok=True)
-        name, base_dtype = None, "auto"
-    elif name is None:
-        plain_base_copy(model).save_pretrained(model_dir / BASE_DIR)
-        base_dtype = "auto"
-    elif Path(name).expanduser().is_dir():
-        name = str(Path(name).expanduser().resolve())  # a local base (or converted GGUF) from any cwd
-    quantization = None
-    if adapter is not None:
-        quantization = {key: getattr(adapter, key) for key in ("quant_type", "double_quant", "compute_dtype")}
-    return {
-        "base_model": name,
-        "base_dtype": base_dtype,
-        "quantization": quantization,
-        "pad_token_id": base.config.pad_token_id,
-    }
+    name = base.name_or_path or None
+    if stashed is not None:
+        name = None
+    elif name is not None and Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser().resolve())
+    return BaseInfo(name=name, checkpoint_dir=Path(stashed) if stashed else None, pad_token_id=base.config.pad_token_id)
 
 
-def base_source(model_dir: Path, metadata: dict[str, Any]) -> str:
-    """Where an adapter's base comes from: its saved ``base/``, else the recorded name or path."""
-    if (model_dir / BASE_DIR / "config.json").is_file():
-        return str(model_dir / BASE_DIR)
-    name = metadata.get("base_model")
-    if not name:
-        adapter_cfg = read_json(model_dir / "adapter_config.json")
-        name = adapter_cfg.get("base_model_name_or_path")
-    if not name:
-        raise SpamTuneError(
-            f"adapter in {model_dir} does not say which base model it belongs to (no base/ dir, no base_model "
-            "in spam_tune.json or adapter_config.json); re-save it from its run"
-        )
-    return name
+def save_nameless_base(model: nn.Module, info: BaseInfo, out_dir: Path) -> None:
+    """Save a base that has no name to reload it by (random init) into ``out_dir``, unquantized."""
+    if info.checkpoint_dir is not None:  # QLoRA over a from-config model: the checkpoint it was quantized from
+        shutil.copytree(info.checkpoint_dir, out_dir, dirs_exist_ok=True)
+    else:
+        plain_base_copy(model).save_pretrained(out_dir)
 
 
-def load_base_model(model_dir: Path, metadata: dict[str, Any]) -> PreTrainedModel:
-    """The base model an adapter was trained on, rebuilt the same way (dtype, 4-bit settings)."""
-    source = base_source(model_dir, metadata)
-    base_dtype = metadata.get("base_dtype") or "auto"
-    kwargs: dict[str, Any] = {"dtype": "auto" if base_dtype == "auto" else DTYPES[base_dtype]}
-    if metadata.get("id2label"):
-        id2label = {int(k): v for k, v in metadata["id2label"].items()}
+def load_base_model(
+    source: str,
+    *,
+    dtype: str = "auto",
+    quantization: dict[str, Any] | None = None,
+    id2label: dict[int, str] | None = None,
+    pad_token_id: int | None = None,
+) -> PreTrainedModel:
+    """The base model an adapter was trained on, rebuilt the same way (dtype, 4-bit settings, labels)."""
+    kwargs: dict[str, Any] = {"dtype": DTYPES.get(dtype, "auto")}
+    if id2label:
         kwargs |= {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
-    if metadata.get("pad_token_id") is not None:
-        kwargs["pad_token_id"] = metadata["pad_token_id"]
-    quantization = metadata.get("quantization")
+    if pad_token_id is not None:
+        kwargs["pad_token_id"] = pad_token_id
     if quantization:
         require_qlora_support(
             need_cuda=False,
-            what=f"rebuilding the 4-bit base of the QLoRA adapter in {model_dir}",
+            what="rebuilding the 4-bit base of a QLoRA adapter",
             fix="or merge it (spam-tune merge) where bitsandbytes is installed and use the merged model",
         )
         kwargs |= qlora_load_kwargs(AdapterConfig(**quantization), need_cuda=False)
     try:
         base = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     except OSError as err:
-        raise SpamTuneError(
-            f"cannot load base model {source!r} of the adapter in {model_dir} ({str(err).splitlines()[0]}); "
-            "offline? make the base available locally and record its path as base_model in spam_tune.json"
+        raise ModelError(
+            f"cannot load base model {source!r} of the adapter ({str(err).splitlines()[0]}); "
+            "offline? make the base available locally and point the folder's metadata (base_model) at it"
         ) from None
     if quantization:
         from peft import prepare_model_for_kbit_training
@@ -283,14 +267,12 @@ def load_base_model(model_dir: Path, metadata: dict[str, Any]) -> PreTrainedMode
     return base.float()
 
 
-def load_adapter_model(model_dir: Path) -> nn.Module:
-    """A saved LoRA/QLoRA run (``<run>/model``) as an inference-ready peft model: base + adapters + head."""
+def attach_adapter(base: PreTrainedModel, adapter_dir: Path) -> nn.Module:
+    """``base`` with the adapters and head saved in ``adapter_dir`` (peft's files), ready for inference."""
     from peft import PeftModel
 
-    model_dir = Path(model_dir)
-    base = load_base_model(model_dir, read_model_metadata(model_dir))
     with quiet_peft():
-        return PeftModel.from_pretrained(base, str(model_dir))
+        return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,48 +324,23 @@ def plain_base_copy(model: nn.Module) -> PreTrainedModel:
     return plain.float().eval()
 
 
-def merge_adapter(model_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
-    """Fold a run's adapter into its base: a standalone model dir (with the trained head) for any tool.
+def merged_model(model: nn.Module, adapter_dir: Path, *, quantized: bool, dtype: str = "float32") -> PreTrainedModel:
+    """Fold ``model``'s adapters into its base: a plain model with the trained head, for any tool.
 
     A QLoRA adapter is merged into the 4-bit base it was trained on, de-quantized to 16/32-bit (not into
     the original full-precision weights), so the merged model computes what the trained model computed.
     """
     from peft import PeftModel
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "adapter_config.json").is_file():
-        raise SpamTuneError(
-            f"{model_dir} holds no adapter (adapter_config.json); merge takes the model dir of a LoRA or "
-            "QLoRA run, e.g. runs/lora/model"
-        )
-    if dtype not in DTYPES:
-        raise SpamTuneError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise SpamTuneError(f"--out {out_dir} exists and is not an empty directory; choose a new one")
-    metadata = read_model_metadata(model_dir)
-    model = load_adapter_model(model_dir)
-    if metadata.get("quantization"):
+    if quantized:
         adapter_cfg = copy.deepcopy(model.peft_config["default"])
         plain = plain_base_copy(model)
         adapter_cfg.fan_in_fan_out = _targets_conv1d(plain, adapter_cfg.target_modules)
         adapter_cfg.inference_mode = True
-        del model
         with quiet_peft():
-            model = PeftModel.from_pretrained(plain, str(model_dir), config=adapter_cfg)
+            model = PeftModel.from_pretrained(plain, str(adapter_dir), config=adapter_cfg)
     merged = model.merge_and_unload().to(DTYPES[dtype]).eval()
     merged.config._name_or_path = ""
     if hasattr(merged.config, "quantization_config"):
         del merged.config.quantization_config
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(tmp)
-    merged_metadata = {**metadata, "merged_from": str(model_dir.resolve()), "dtype": dtype}
-    for key in ("base_model", "base_dtype", "quantization"):
-        merged_metadata.pop(key, None)
-    write_json(tmp / MODEL_METADATA, merged_metadata)
-    if out_dir.exists():
-        out_dir.rmdir()
-    tmp.replace(out_dir)
-    log.info("merged %s into a standalone %s model at %s", model_dir, dtype, out_dir)
-    return out_dir
+    return merged

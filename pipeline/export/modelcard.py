@@ -14,11 +14,13 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from pipeline.config import RunConfig
-from pipeline.report import METRIC_COLUMNS, cell, metrics_note, percent, table
-from pipeline.rundir import write_text_atomic
+from pipeline.markdown import METRIC_COLUMNS, cell, metrics_note, percent, table
 
 UCI_HUB_DATASET = "ucirvine/sms_spam"
 CARD_METRICS = ("accuracy", "precision", "recall", "f1")
+USAGE_PLACEHOLDER = "path/to/model"
+EXAMPLE_SPAM = "WINNER! Claim your free prize now, call 09061701461"
+"""Stands for the model's location in the usage snippet until the card knows its Hub repo."""
 
 
 def base_model_id(cfg: RunConfig) -> str | None:
@@ -37,8 +39,8 @@ def hub_datasets(cfg: RunConfig) -> list[str] | None:
     return None
 
 
-def card_data(cfg: RunConfig, metrics: dict[str, Any], model_name: str) -> ModelCardData:
-    adapter = cfg.model.mode in ("lora", "qlora")
+def card_data(cfg: RunConfig, metrics: dict[str, Any], model_name: str, *, merged: bool = False) -> ModelCardData:
+    adapter = cfg.model.mode in ("lora", "qlora") and not merged
     datasets = hub_datasets(cfg)
     test = metrics.get("test")
     eval_results = None
@@ -65,7 +67,7 @@ def card_data(cfg: RunConfig, metrics: dict[str, Any], model_name: str) -> Model
         datasets=datasets,
         metrics=list(CARD_METRICS) + (["roc_auc"] if test and "roc_auc" in test else []),
         pipeline_tag="text-classification",
-        tags=["text-classification", "spam-detection", "spam-tune", cfg.model.mode],
+        tags=["text-classification", "spam-detection", "spam-tune", cfg.model.mode, *(["merged"] if merged else [])],
         eval_results=eval_results,
     )
 
@@ -94,19 +96,22 @@ def results_table(metrics: dict[str, Any]) -> str:
     return table(["Model", *(f"{n} (%)" for _, n in columns)], rows, ["---", *["---:"] * len(columns)])
 
 
-def usage_section(cfg: RunConfig, repo: str) -> str:
-    if cfg.model.mode in ("lora", "qlora"):
+def usage_section(cfg: RunConfig, repo: str, *, adapter: bool) -> str:
+    if adapter:
         load = (
             "from peft import AutoPeftModelForSequenceClassification\n"
             "from transformers import AutoTokenizer\n\n"
-            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo}")\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo}")\n'
+            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo}").eval()\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo}")\n\n'
+            f"inputs = tokenizer({EXAMPLE_SPAM!r}, return_tensors=\"pt\")\n"
+            "probabilities = model(**inputs).logits.softmax(-1)[0]\n"
+            f"print(dict(zip({list(cfg.data.id2label.values())!r}, probabilities.tolist())))\n"
         )
     else:
         load = (
             "from transformers import pipeline\n\n"
             f'classifier = pipeline("text-classification", model="{repo}")\n'
-            'classifier("WINNER! Claim your free prize now, call 09061701461")\n'
+            f"classifier({EXAMPLE_SPAM!r})\n"
         )
     return (
         f"```python\n{load}```\n\n"
@@ -168,7 +173,7 @@ CUSTOM_LIMITATIONS = """\
 """
 
 
-def body(cfg: RunConfig, metrics: dict[str, Any], model_name: str, repo: str) -> str:
+def body(cfg: RunConfig, metrics: dict[str, Any], model_name: str, repo: str, *, merged: bool = False) -> str:
     names = cfg.data.id2label
     classes = ", ".join(f"`{n}`" for n in names.values())
     base = base_model_id(cfg) or ("a randomly initialised model" if cfg.model.from_config else cfg.model.name_or_path)
@@ -176,12 +181,14 @@ def body(cfg: RunConfig, metrics: dict[str, Any], model_name: str, repo: str) ->
     return "\n".join(
         [
             f"# {model_name}\n",
-            f"A text classifier ({classes}) fine-tuned from {base} with spam-tune (mode `{cfg.model.mode}`).\n",
+            f"A text classifier ({classes}) fine-tuned from {base} with spam-tune (mode `{cfg.model.mode}`"
+            + (", adapter merged into the base" if merged else "")
+            + ").\n",
             "## Results\n",
             results_table(metrics),
             metrics_note(names, cfg.evaluation.positive_label),
             "## How to use\n",
-            usage_section(cfg, repo),
+            usage_section(cfg, repo, adapter=cfg.model.mode in ("lora", "qlora") and not merged),
             "## Intended use\n",
             "Flagging likely spam in short English text messages (SMS-like), e.g. to sort or to queue for review; "
             "a demonstration of fine-tuning a decoder LM for classification. Not for decisions about people, "
@@ -194,18 +201,17 @@ def body(cfg: RunConfig, metrics: dict[str, Any], model_name: str, repo: str) ->
     )
 
 
-def build_model_card(cfg: RunConfig, metrics: dict[str, Any], *, model_name: str | None = None) -> ModelCard:
-    repo = cfg.hub.repo_id or "path/to/model"
-    name = model_name or (cfg.hub.repo_id or "spam-tune-model").split("/")[-1]
-    data = card_data(cfg, metrics, name)
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body(cfg, metrics, name, repo)}")
-
-
-def write_model_card(
-    model_dir: Path, cfg: RunConfig, metrics: dict[str, Any], *, model_name: str | None = None
-) -> Path:
-    """Write ``model_dir/README.md`` (replacing peft's placeholder card for adapters)."""
-    card = build_model_card(cfg, metrics, model_name=model_name)
-    path = Path(model_dir) / "README.md"
-    write_text_atomic(path, str(card))
-    return path
+def model_card(
+    cfg: RunConfig,
+    metrics: dict[str, Any],
+    *,
+    model_name: str | None = None,
+    repo_id: str | None = None,
+    merged: bool = False,
+) -> str:
+    """The card's text: YAML metadata for the Hub, then the Markdown body. ``repo_id`` goes into the usage snippet."""
+    repo = repo_id or cfg.hub.repo_id
+    name = model_name or (repo.split("/")[-1] if repo else "spam-tune-model")
+    data = card_data(cfg, metrics, name, merged=merged)
+    text = body(cfg, metrics, name, repo or USAGE_PLACEHOLDER, merged=merged)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}"))

@@ -1,0 +1,144 @@
+"""``run(cfg)``: the training workflow, each stage called once, in the order data flows.
+
+    config -> data (DatasetDict) -> tokens -> model -> train -> evaluation -> report -> export (-> push)
+
+Stages hand each other plain values (a DatasetDict, a model, an Evaluation, a metrics dict); this module only
+calls them in order. Anything that can fail on user input (config, data, model name) fails before the run
+directory is created. Under DDP every process runs this function; only the main one writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, TrainingArguments, set_seed
+
+from pipeline.config import RunConfig
+from pipeline.data.split import DataSummary, load_splits, write_split_csvs
+from pipeline.data.tokenize import load_tokenizer, tokenize_splits
+from pipeline.evaluation.metrics import trainer_metrics
+from pipeline.evaluation.predictions import Evaluation, evaluate_run
+from pipeline.export.trained import export_run_model, run_metadata
+from pipeline.fileio import write_atomic, write_json
+from pipeline.model.load import load_model
+from pipeline.model.modes import count_parameters
+from pipeline.report.builder import write_run_report
+from pipeline.rundir import RunDir, check_run_dir, environment_info, library_versions
+from pipeline.train.arguments import build_training_arguments
+from pipeline.train.trainer import build_trainer, resume_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: RunDir
+    metrics: dict[str, Any]
+
+
+def run(cfg: RunConfig) -> RunResult:
+    """Train, evaluate, report and export as configured; returns the run dir and the metrics of metrics.json."""
+    started = time.time()
+    run_dir = check_run_dir(
+        Path(cfg.output.dir), overwrite=cfg.output.overwrite, resume=bool(cfg.training.resume_from_checkpoint)
+    )
+    set_seed(cfg.training.seed)
+    args = build_training_arguments(cfg, run_dir)
+    resume = resume_checkpoint(cfg.training.resume_from_checkpoint, run_dir)
+    splits, summary = load_splits(cfg.data)
+    tokenizer = load_tokenizer(cfg.model)
+    cache_dir = Path(cfg.data.cache_dir).expanduser()
+    tokenized = tokenize_splits(
+        splits,
+        tokenizer,
+        cfg.model.max_length,
+        cache_dir=cache_dir / "tokenized",
+        main_process_first=args.main_process_first,
+    )
+    model = load_model(
+        cfg.model,
+        cfg.data.id2label,
+        tokenizer.pad_token_id,
+        cache_dir=cache_dir,
+        adapter=cfg.adapter,
+        main_process_first=args.main_process_first,
+    )
+    parameters = count_parameters(model)
+    main = args.should_save
+    if main:
+        write_run_inputs(cfg, run_dir, splits, summary)
+
+    trainer = build_trainer(
+        cfg, model, tokenizer, tokenized, args, compute_metrics=trainer_metrics, class_weights=summary.class_weights
+    )
+    train_output = trainer.train(resume_from_checkpoint=resume)
+    evaluation = evaluate_run(trainer, splits, tokenized, cfg)
+    metrics = run_metrics(cfg, evaluation, trainer, train_output.metrics, summary, parameters)
+
+    if main:
+        environment = environment_info() | {"wall_seconds": round(time.time() - started, 2), **_processes(args)}
+        write_json(run_dir.environment, environment)
+        write_run_report(run_dir, cfg, evaluation, metrics, environment)
+    if cfg.output.save_model:
+        export_trained(cfg, run_dir, trainer, tokenizer, evaluation, metrics)
+    if main:
+        write_json(run_dir.metrics, metrics)  # last: its presence marks a finished run
+        log.info("wrote %s", run_dir.metrics)
+    return RunResult(run_dir, metrics)
+
+
+def write_run_inputs(cfg: RunConfig, run: RunDir, splits: Any, summary: DataSummary) -> None:
+    """The resolved config and the exact split, so the run can be reproduced and audited."""
+    write_atomic(run.config, cfg.to_yaml())
+    write_split_csvs(splits, run.data)
+    write_json(run.data / "summary.json", summary.to_dict())
+
+
+def _processes(args: TrainingArguments) -> dict[str, int]:
+    """How many processes trained and the batch one optimizer step saw (changes results: record it)."""
+    processes = max(args.world_size, 1)
+    return {
+        "processes": processes,
+        "effective_batch_size": args.per_device_train_batch_size * processes * args.gradient_accumulation_steps,
+    }
+
+
+def run_metrics(
+    cfg: RunConfig,
+    evaluation: Evaluation,
+    trainer: Trainer,
+    train_metrics: dict[str, Any],
+    summary: DataSummary,
+    parameters: tuple[int, int],
+) -> dict[str, Any]:
+    """The content of ``metrics.json``: metrics per split, baseline, threshold, history, training facts."""
+    metrics = evaluation.to_json(cfg.evaluation.threshold)
+    metrics["parameters"] = {"trainable": parameters[0], "total": parameters[1], "mode": cfg.model.mode}
+    metrics["training"] = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}
+    metrics["training"]["best_checkpoint"] = trainer.state.best_model_checkpoint
+    metrics["training"] |= _processes(trainer.args)
+    metrics["data"] = summary.to_dict()
+    return metrics
+
+
+def export_trained(
+    cfg: RunConfig, run: RunDir, trainer: Trainer, tokenizer: Any, evaluation: Evaluation, metrics: dict[str, Any]
+) -> Path:
+    """``<run>/model`` through the export stage; every process takes part (gathering weights is collective)."""
+    metadata = run_metadata(
+        cfg, trainer.model, threshold=evaluation.threshold, metrics=metrics, versions=library_versions()
+    )
+    return export_run_model(
+        run,
+        cfg,
+        model=trainer.model,
+        save_weights=lambda folder: trainer.save_model(str(folder)),  # a peft model saves its adapter + head
+        tokenizer=tokenizer,
+        metadata=metadata,
+        metrics=metrics,
+        is_main_process=trainer.args.should_save,
+    )

@@ -1,0 +1,79 @@
+"""``transformers.TrainingArguments`` from the config: our keys keep TrainingArguments' names, so this is mostly
+a pass-through plus the choices that depend on the machine (precision, CPU, pinned memory)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from pipeline.config import RunConfig, TrainingConfig
+from pipeline.errors import TrainingError
+from pipeline.rundir import RunDir
+
+# Our own knobs that are not TrainingArguments fields.
+_NOT_TRAINING_ARGS = {"early_stopping_patience", "resume_from_checkpoint", "extra_args", "bf16", "fp16"}
+
+
+def resolve_precision(training: TrainingConfig) -> tuple[bool, bool]:
+    """(bf16, fp16): ``auto`` picks bf16 on GPUs that have it, fp16 on older GPUs, neither on CPU."""
+    cuda = torch.cuda.is_available() and not training.use_cpu
+    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    bf16 = bf16_ok if training.bf16 == "auto" else bool(training.bf16)
+    fp16 = (cuda and not bf16_ok) if training.fp16 == "auto" else bool(training.fp16)
+    if fp16 and not cuda:
+        raise TrainingError(
+            "training.fp16=true needs a CUDA GPU (none is used here); drop it (CPU trains in fp32, or bf16 with "
+            "training.bf16=true)"
+        )
+    return bf16, fp16
+
+
+def build_training_arguments(cfg: RunConfig, run: RunDir) -> TrainingArguments:
+    training = cfg.training
+    bf16, fp16 = resolve_precision(training)
+    own = {f.name: getattr(training, f.name) for f in dataclasses.fields(training) if f.name not in _NOT_TRAINING_ARGS}
+    accelerator = torch.cuda.is_available() or torch.backends.mps.is_available()
+    # Without an accelerator, say so: accelerate then sets up DDP over gloo when several processes run
+    # (otherwise each process would train alone and they would overwrite each other's files).
+    own["use_cpu"] = training.use_cpu or not accelerator
+    own["dataloader_pin_memory"] = torch.cuda.is_available() and not own["use_cpu"]
+    # Our key keeps the familiar name. transformers 5.23 renamed it activation_checkpointing (the old name
+    # warns); earlier 5.x releases know only gradient_checkpointing. Non-reentrant checkpointing lets gradients
+    # reach adapters behind frozen inputs and works under DDP with find_unused_parameters=False.
+    checkpointing = own.pop("gradient_checkpointing")
+    name = (
+        "activation_checkpointing"
+        if hasattr(TrainingArguments, "activation_checkpointing")
+        else "gradient_checkpointing"
+    )
+    own[name] = checkpointing
+    own[f"{name}_kwargs"] = {"use_reentrant": False} if checkpointing else None
+    if training.eval_strategy == "no":
+        own["load_best_model_at_end"] = False
+    elif training.load_best_model_at_end and training.save_strategy != "best":
+        # Picking the best model needs a checkpoint at every evaluation.
+        own["save_strategy"] = training.eval_strategy
+    try:
+        return _training_arguments(run, bf16, fp16, own, training)
+    except ValueError as err:  # TrainingArguments' own consistency checks
+        raise TrainingError(f"invalid training settings: {' '.join(str(err).split())}") from None
+
+
+def _training_arguments(
+    run: RunDir, bf16: bool, fp16: bool, own: dict[str, Any], training: TrainingConfig
+) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(run.checkpoints),
+        bf16=bf16,
+        fp16=fp16,
+        # Frozen parameters (last_blocks, LoRA, QLoRA) have requires_grad=False and DDP skips them; every
+        # trainable parameter gets a gradient each step in all modes, with or without activation
+        # checkpointing, so the costly unused-parameter search stays off (DDP would fail loudly otherwise:
+        # 2-process runs in tests/test_train_e2e.py and tests/test_adapters.py).
+        ddp_find_unused_parameters=False,
+        **own,
+        **training.extra_args,
+    )
