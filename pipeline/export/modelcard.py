@@ -103,7 +103,7 @@ def usage_section(cfg: RunConfig, repo: str, *, adapter: bool) -> str:
             "from transformers import AutoTokenizer\n\n"
             f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo}").eval()\n'
             f'tokenizer = AutoTokenizer.from_pretrained("{repo}")\n\n'
-            f"inputs = tokenizer({EXAMPLE_SPAM!r}, return_tensors=\"pt\")\n"
+            f'inputs = tokenizer({EXAMPLE_SPAM!r}, return_tensors="pt")\n'
             "probabilities = model(**inputs).logits.softmax(-1)[0]\n"
             f"print(dict(zip({list(cfg.data.id2label.values())!r}, probabilities.tolist())))\n"
         )
