@@ -288,9 +288,37 @@ class OutputConfig:
 @dataclass
 class HubConfig:
     repo_id: str | None = None
-    """``user/name`` to push the final model (with its model card) to; pushing is ``spam-tune push``."""
+    """``owner/name`` on the Hugging Face Hub for the final model (with its model card): the target of
+    ``spam-tune push`` and of ``push_at_end``, and the name used in the model card."""
     private: bool = True
+    """Create the Hub repo private; an existing repo keeps its visibility."""
     license: str = "mit"
+    push_at_end: bool = False
+    """Push the exported model to ``repo_id`` when training ends (main process; token from ``HF_TOKEN`` or
+    ``hf auth login``), as ``spam-tune push RUN_DIR --repo-id REPO_ID`` would."""
+
+    def __post_init__(self) -> None:
+        if self.repo_id is not None:
+            _check_hub_repo_id(self.repo_id)
+        if self.push_at_end and not self.repo_id:
+            raise ConfigError("hub.push_at_end=true needs hub.repo_id=OWNER/NAME (your user or org on the Hub)")
+
+
+def _check_hub_repo_id(repo_id: str) -> None:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        ok = False
+    else:
+        ok = repo_id.count("/") == 1
+    if not ok:
+        raise ConfigError(
+            f"hub.repo_id {repo_id!r} is not OWNER/NAME; use letters, digits, '-', '_' or '.', no '--' or '..', "
+            "e.g. hub.repo_id=alice/spam-gpt2"
+        )
 
 
 @dataclass
