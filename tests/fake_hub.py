@@ -8,7 +8,8 @@ It answers just the routes ``huggingface_hub`` 2.4 calls for ``whoami``, ``creat
 
 Accounts are keyed by token. Failures are state, as on the real Hub: an unknown token gets 401; a token whose
 role is not ``write`` (``read``, or a ``fineGrained`` token without write scope) gets 403 on any write; a
-namespace that is not the account's user or one of its orgs gets 403; a repo created twice gets 409.
+namespace that is not the account's user or one of its orgs gets 403; a repo created twice gets 409; with
+``card_errors`` the README.md metadata check answers 400 with those problems.
 
 Every file is declared ``regular`` at preupload, so the client sends it base64 inside the commit and never
 tries LFS or Xet storage (which this server does not implement: an ``lfsFile`` line gets a 400).
@@ -75,8 +76,12 @@ class Repo:
 class FakeHub:
     """State and routes; :meth:`start` serves it on a free port of 127.0.0.1, :meth:`stop` ends it."""
 
-    def __init__(self, accounts: dict[str, Account], repos: dict[str, Repo] | None = None) -> None:
+    def __init__(
+        self, accounts: dict[str, Account], repos: dict[str, Repo] | None = None, card_errors: list[str] = ()
+    ) -> None:
         self.accounts = accounts
+        self.card_errors = list(card_errors)
+        """Problems /api/validate-yaml reports for any README.md (empty: every card is valid)."""
         self.repos: dict[str, Repo] = dict(repos or {})
         self.requests: list[Request] = []
         self.commits: list[Commit] = []
@@ -139,7 +144,8 @@ class FakeHub:
         )
 
     def validate_yaml(self, account: Account, request: Request) -> tuple[int, Any, dict[str, str]]:
-        return 200, {"errors": [], "warnings": []}, {}
+        errors = [{"message": message} for message in self.card_errors]
+        return (400 if errors else 200), {"errors": errors, "warnings": []}, {}
 
     def create_repo(self, account: Account, request: Request) -> tuple[int, Any, dict[str, str]]:
         payload = json.loads(request.body or b"{}")

@@ -207,6 +207,24 @@ def test_push_folder_twice_to_an_existing_repo(run_dir: Path, hub: FakeHub, onli
     assert [r.path for r in hub.requests].count("/api/repos/create") == 2
 
 
+IN_PROCESS = {"token": TOKEN, "private": True, "revision": None, "commit_message": "m"}
+
+
+def test_push_rejected_card_metadata_is_one_line(run_dir: Path, online: None, tmp_path: Path) -> None:
+    hub = FakeHub(ACCOUNTS, card_errors=['"license" must be one of [apache-2.0, mit, ...]', '"tags" must be a list'])
+    ep = hub.start().endpoint
+    try:
+        folder = push.stage_upload(run_dir, tmp_path / "upload")
+        with pytest.raises(push.PushError) as err:
+            push.push_folder(folder, "alice/card", **IN_PROCESS, endpoint=ep)
+    finally:
+        hub.stop()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("the Hub rejected the model card's metadata (README.md)")
+    assert '"license" must be one of' in message and '"tags" must be a list' in message
+    assert hub.commits == [] and not hub.unhandled
+
+
 def test_push_stage_upload_never_overwrites(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "busy"
     out.mkdir()

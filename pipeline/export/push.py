@@ -150,6 +150,15 @@ def hub_errors(endpoint: str, repo_id: str, branch: str | None) -> Iterator[None
         ) from None
     except HfHubHTTPError as err:
         raise PushError(_http_error_message(err, endpoint, repo_id, branch)) from None
+    except ValueError as err:
+        # create_commit checks README.md's metadata with the Hub first and turns the Hub's 400 into a
+        # ValueError (cause: the HTTP error) listing the problems; anything else is a bug and keeps its traceback.
+        if not isinstance(err.__cause__, HfHubHTTPError):
+            raise
+        problems = "; ".join(line.lstrip("- ") for line in str(err).splitlines()[1:] if line.strip())
+        raise PushError(
+            f"the Hub rejected the model card's metadata (README.md): {problems or err}; fix the card's YAML header"
+        ) from None
 
 
 def _http_error_message(err: HfHubHTTPError, endpoint: str, repo_id: str, branch: str | None) -> str:
