@@ -281,12 +281,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli_env(hf_home: Path, *, endpoint: str | None = None, token: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment for a ``spam-tune`` subprocess: its own HF_HOME (no login store unless the test writes one),
-    the fake Hub as HF_ENDPOINT (huggingface_hub reads it at import, hence a subprocess), online mode."""
+    """Environment for a ``spam-tune`` subprocess: its own HF_HOME (no login store unless the test writes one)
+    and the fake Hub as HF_ENDPOINT (huggingface_hub reads it at import, hence a subprocess); without an
+    endpoint, offline mode."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_"))}
-    env.update({"HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_OFFLINE": "1", **extra})
+    env.update({"HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_OFFLINE": "1"})
     if endpoint is not None:
         env["HF_ENDPOINT"] = endpoint
+    else:
+        env["HF_HUB_OFFLINE"] = "1"  # no fake hub to talk to: nothing may leave the machine
+    env.update(extra)
     if token is not None:
         env["HF_TOKEN"] = token
     return env

@@ -6,6 +6,7 @@ HF_ENDPOINT is read the way users set it) or calls ``push_folder`` in-process wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_push_token_travels_only_in_the_authorization_header(run_dir: Path, hub:
 
 def test_push_revision_creates_the_branch_then_reuses_it(run_dir: Path, hub: FakeHub, tmp_path: Path) -> None:
     for message in ("one", "two"):
-        args = ("--repo-id", "acme/spam-tiny", "--revision", "dev", "--commit-message", message)
+        args = ("--repo-id", "acme/spam-tiny", "--revision", "dev", "--private", "--commit-message", message)
         proc = push_cli(run_dir, hub, tmp_path, *args)
         assert proc.returncode == 0, proc.stderr
     assert [(c.branch, c.summary) for c in hub.commits] == [("dev", "one"), ("dev", "two")]
@@ -113,13 +114,13 @@ def test_push_revision_creates_the_branch_then_reuses_it(run_dir: Path, hub: Fak
     assert set(hub.repos["acme/spam-tiny"].branches["dev"]) == set(hub.commits[0].files)
     branch_calls = [r for r in hub.requests if r.path == "/api/models/acme/spam-tiny/branch/dev"]
     assert len(branch_calls) == 2  # the second answered 409 "exists", which create_branch(exist_ok=True) accepts
+    assert hub.repos["acme/spam-tiny"].private is True
 
 
-def test_push_public_and_private_flags_reach_create_repo(run_dir: Path, hub: FakeHub, tmp_path: Path) -> None:
-    for name, flag in (("open", "--public"), ("closed", "--private")):
-        assert push_cli(run_dir, hub, tmp_path, "--repo-id", f"alice/{name}", flag).returncode == 0
+def test_push_public_flag_reaches_create_repo(run_dir: Path, hub: FakeHub, tmp_path: Path) -> None:
+    assert push_cli(run_dir, hub, tmp_path, "--repo-id", "alice/open", "--public").returncode == 0
+    assert json.loads(hub.requests[1].body) == {"name": "open", "organization": "alice", "visibility": "public"}
     assert hub.repos["alice/open"].private is False
-    assert hub.repos["alice/closed"].private is True
 
 
 def test_push_uses_the_hf_auth_login_store(run_dir: Path, hub: FakeHub, tmp_path: Path) -> None:
@@ -232,6 +233,9 @@ def test_push_stage_upload_never_overwrites(run_dir: Path, tmp_path: Path) -> No
     with pytest.raises(push.PushError, match="not an empty directory"):
         push.stage_upload(run_dir, out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    with pytest.raises(push.PushError, match="inside"):
+        push.stage_upload(run_dir, run_dir / "model" / "upload")
+    assert not (run_dir / "model" / "upload").exists()
     assert push.stage_upload(run_dir, tmp_path / "new") == tmp_path / "new"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 

@@ -117,8 +117,8 @@ def push_folder(
         api.create_repo(repo_id, private=private, exist_ok=True)
         if branch:
             api.create_branch(repo_id, branch=branch, exist_ok=True)
-        # create_commit, not upload_folder: with hf_xet installed upload_folder may split a folder into
-        # several commits; here the folder is small and must land as exactly one commit.
+        # create_commit, not upload_folder: with hf_xet installed, upload_folder streams a folder in as many
+        # commits as it sees fit; a model must land as exactly one commit (all files, or none).
         info = api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=branch)
     log.info("pushed %d files to %s (%s)", len(operations), repo_id, branch or "main")
     return info.commit_url
@@ -212,6 +212,9 @@ def stage_upload(model_or_run_dir: Path, out_dir: Path, *, merged: bool = False)
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise PushError(f"{out_dir} exists and is not an empty directory; choose a new folder for the upload")
+    copied = [model_dir, *([run_dir / "plots"] if run_dir else [])]
+    if any(out_dir.resolve().is_relative_to(source.resolve()) for source in copied):
+        raise PushError(f"{out_dir} is inside {model_dir} (or its plots), which it copies; choose a folder outside")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as tmp:
         staged = Path(tmp) / "upload"
