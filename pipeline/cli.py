@@ -7,6 +7,7 @@ spam-tune evaluate RUN_OR_MODEL_DIR [--split test | --data FILE] (metrics, plots
 spam-tune config   --config configs/lora.yaml [key=value ...]   (print the resolved config)
 spam-tune keys                                                   (every config key, type, default)
 spam-tune merge    MODEL_DIR --out DIR [--dtype float32]           (fold a LoRA/QLoRA adapter into its base)
+spam-tune push     MODEL_OR_RUN_DIR --repo-id USER/NAME [--dry-run OUT_DIR]  (upload to the Hugging Face Hub)
 """
 
 from __future__ import annotations
@@ -109,6 +110,25 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from pipeline.export import push
+
+    push.check_repo_id(args.repo_id)  # even a dry run says so now, not at the real push
+    if args.dry_run:
+        print(push.stage_upload(Path(args.target), Path(args.dry_run), merged=args.merged))
+        return 0
+    url = push.push_model(
+        Path(args.target),
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        merged=args.merged,
+    )
+    print(url)
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     for key, type_name, default in config_keys():
         print(f"{key:40s} {type_name:45s} {default!r}")
@@ -123,6 +143,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "config": (cmd_config, "print the resolved config (YAML + overrides)"),
     "keys": (cmd_keys, "list every config key with its type and default"),
     "merge": (cmd_merge, "fold a LoRA/QLoRA run's adapter into its base: a standalone model dir"),
+    "push": (cmd_push, "upload a model (with its card, metrics, report, plots) to the Hugging Face Hub"),
 }
 
 
@@ -159,7 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("model_dir", help="model dir of a LoRA/QLoRA run, e.g. runs/lora/model")
             cmd.add_argument("--out", required=True, help="new directory for the merged model")
             cmd.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+        if name == "push":
+            _add_push_args(cmd)
     return parser
+
+
+def _add_push_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("target", metavar="MODEL_OR_RUN_DIR", help="a run dir (runs/lora) or its model dir")
+    cmd.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub (your user or one of your orgs)")
+    visibility = cmd.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--private", dest="private", action="store_true", default=True, help="create the repo private (default)"
+    )
+    visibility.add_argument("--public", dest="private", action="store_false", help="create the repo public")
+    cmd.add_argument("--revision", help="branch to commit to; created from main if missing (default: main)")
+    cmd.add_argument("--merged", action="store_true", help="LoRA/QLoRA: upload the adapter merged into its base")
+    cmd.add_argument("--commit-message", default="Upload spam-tune model", help="the commit's summary line")
+    cmd.add_argument("--dry-run", metavar="OUT_DIR", help="write the exact folder to upload here; upload nothing")
 
 
 def _is_main_process() -> bool:
@@ -176,6 +213,8 @@ def setup_logging() -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    # huggingface_hub's HTTP client logs every request at INFO; a push should print its result, not 5 URLs.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     import transformers
 
     # transformers' INFO chatter (every file saved) buries our summary lines; its warnings stay.

@@ -306,13 +306,40 @@ class HubConfig:
     """Where ``spam-tune push`` (or ``push_at_end``) uploads the model folder on the Hugging Face Hub."""
 
     repo_id: str | None = None
-    """``user/name`` (or ``org/name``) on the Hub; also names the model in its card and usage snippet."""
+    """``owner/name`` on the Hugging Face Hub for the final model (with its model card): the target of
+    ``spam-tune push`` and of ``push_at_end``, and the name used in the model card."""
     private: bool = True
-    """Create the repo private (only when it does not exist yet)."""
+    """Create the Hub repo private; an existing repo keeps its visibility."""
     license: str = "mit"
-    """License in the model card's metadata."""
     push_at_end: bool = False
-    """Push the model folder to ``repo_id`` when training ends (token from ``HF_TOKEN`` or ``hf auth login``)."""
+    """Push the exported model to ``repo_id`` when training ends (main process; token from ``HF_TOKEN`` or
+    ``hf auth login``), as ``spam-tune push RUN_DIR --repo-id REPO_ID`` would."""
+
+    def __post_init__(self) -> None:
+        if self.repo_id is not None:
+            _check_hub_repo_id(self.repo_id)
+        if self.push_at_end and not self.repo_id:
+            raise ConfigError("hub.push_at_end=true needs hub.repo_id=OWNER/NAME (your user or org on the Hub)")
+
+
+def hub_repo_id_problem(repo_id: str) -> str | None:
+    """What is wrong with a push target (``OWNER/NAME``, huggingface_hub's own rules), or None."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return "is not a valid Hub repo id"
+    return None if repo_id.count("/") == 1 else "has no owner"
+
+
+def _check_hub_repo_id(repo_id: str) -> None:
+    if hub_repo_id_problem(repo_id):
+        raise ConfigError(
+            f"hub.repo_id {repo_id!r} is not OWNER/NAME; use letters, digits, '-', '_' or '.', no '--' or '..', "
+            "e.g. hub.repo_id=alice/spam-gpt2"
+        )
 
 
 @dataclass
@@ -338,8 +365,6 @@ class RunConfig:
                 f"evaluation.threshold={self.evaluation.threshold} needs two classes, data.labels has {num_labels}; "
                 "use evaluation.threshold=argmax"
             )
-        if self.hub.push_at_end and not self.hub.repo_id:
-            raise ConfigError("hub.push_at_end=true needs hub.repo_id=USER/NAME (the Hub repo to push to)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

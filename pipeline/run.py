@@ -20,8 +20,10 @@ from transformers import Trainer, TrainingArguments, set_seed
 from pipeline.config import RunConfig
 from pipeline.data.split import DataSummary, load_splits, write_split_csvs
 from pipeline.data.tokenize import load_tokenizer, tokenize_splits
+from pipeline.errors import PushError
 from pipeline.evaluation.metrics import trainer_metrics
 from pipeline.evaluation.predictions import Evaluation, evaluate_run
+from pipeline.export.push import push_model, resolve_token
 from pipeline.export.trained import export_run_model, run_metadata
 from pipeline.fileio import write_atomic, write_json
 from pipeline.model.load import load_model
@@ -48,6 +50,8 @@ def run(cfg: RunConfig) -> RunResult:
     )
     set_seed(cfg.training.seed)
     args = build_training_arguments(cfg, run_dir)
+    if cfg.hub.push_at_end:
+        resolve_token()  # no token: say so now, not after training
     resume = resume_checkpoint(cfg.training.resume_from_checkpoint, run_dir)
     splits, summary = load_splits(cfg.data)
     tokenizer = load_tokenizer(cfg.model)
@@ -88,7 +92,21 @@ def run(cfg: RunConfig) -> RunResult:
     if main:
         write_json(run_dir.metrics, metrics)  # last: its presence marks a finished run
         log.info("wrote %s", run_dir.metrics)
+        if cfg.hub.push_at_end:
+            push_finished_run(run_dir, cfg)
     return RunResult(run_dir, metrics)
+
+
+def push_finished_run(run: RunDir, cfg: RunConfig) -> str:
+    """``hub.push_at_end``: the run is complete on disk whatever happens here, so a failure says how to retry."""
+    try:
+        url = push_model(run.root, str(cfg.hub.repo_id), private=cfg.hub.private)
+    except PushError as err:
+        raise PushError(
+            f"{err} (the run itself finished: push it later with spam-tune push {run.root} --repo-id {cfg.hub.repo_id})"
+        ) from None
+    log.info("pushed the model to %s", url)
+    return url
 
 
 def write_run_inputs(cfg: RunConfig, run: RunDir, splits: Any, summary: DataSummary) -> None:

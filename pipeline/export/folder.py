@@ -77,6 +77,9 @@ def write_model_folder(
 
     def build(tmp: Path) -> None:
         save_weights(tmp)
+        # Trainer.save_model adds a pickle of the TrainingArguments: unsafe to unpickle, and the resolved
+        # config (training_config.yaml) says the same in plain text.
+        (tmp / "training_args.bin").unlink(missing_ok=True)
         tokenizer.save_pretrained(str(tmp))
         if save_nameless_base is not None:
             save_nameless_base(tmp / BASE_DIR)
