@@ -65,8 +65,21 @@ def toy_data_file(tmp_path: Path) -> Path:
     return write_toy_data(tmp_path / "toy.tsv")
 
 
+BF16_TOLERANCE = 2**-8
+"""One bf16 rounding step (8 significand bits): how far a probability computed under bf16 autocast may be from
+the same model's fp32 result. Measured differences are about 4e-4 (tests/test_qlora.py on an H200)."""
+
+
 def train_keeping_model(config: Path, overrides: list[str], patch: pytest.MonkeyPatch) -> object:
-    """Train through the CLI and return the model object as training ended (before it is saved)."""
+    """Train through the CLI and return the model object as training ended (before it is saved).
+
+    With mixed precision (bf16/fp16), accelerate wraps the model's ``forward`` in autocast for training and the
+    Trainer's evaluation; a saved model knows nothing of that wrapper and predicts in its own dtype. The model is
+    returned unwrapped, so that it computes what the saved model computes; ``model.trained_under_autocast`` says
+    whether a wrapper was removed.
+    """
+    from accelerate.utils import extract_model_from_parallel
+
     from pipeline import run
     from pipeline.cli import main
 
@@ -74,7 +87,9 @@ def train_keeping_model(config: Path, overrides: list[str], patch: pytest.Monkey
     export = run.export_trained
 
     def keep_model(cfg, run_dir, trainer, *args, **kwargs):
-        captured["model"] = trainer.model
+        wrapped = "_original_forward" in trainer.model.__dict__
+        captured["model"] = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
+        captured["model"].trained_under_autocast = wrapped
         return export(cfg, run_dir, trainer, *args, **kwargs)
 
     patch.setattr(run, "export_trained", keep_model)

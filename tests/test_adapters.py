@@ -35,7 +35,7 @@ from pipeline.model.modes import count_parameters
 from pipeline.rundir import RunDir
 from pipeline.serve.classifier import Classifier
 from pipeline.train.arguments import build_training_arguments
-from tests.conftest import TINY_GPT2, tiny_overrides, toy_rows, train_keeping_model, write_toy_data
+from tests.conftest import BF16_TOLERANCE, TINY_GPT2, tiny_overrides, toy_rows, train_keeping_model, write_toy_data
 
 REPO = Path(__file__).resolve().parents[1]
 LORA_YAML = REPO / "configs" / "lora.yaml"
@@ -125,6 +125,24 @@ def test_merge_gives_a_standalone_model_with_the_same_probabilities(lora_run: Si
     plain = AutoModelForSequenceClassification.from_pretrained(str(out))
     assert type(plain).__name__ == "GPT2ForSequenceClassification" and plain.config.id2label == ID2LABEL
     assert not any("lora" in name for name, _ in plain.named_parameters())
+
+
+def test_bf16_mixed_precision_saves_the_model_it_trained(tmp_path: Path) -> None:
+    """With bf16 autocast (as on a GPU), the saved fp32 model is the trained model: exactly equal without autocast,
+    within one bf16 rounding step under it (which is how the Trainer's own evaluation computed metrics.json)."""
+    data = write_toy_data(tmp_path / "toy.tsv")
+    overrides = tiny_overrides(data, tmp_path / "run", tmp_path / "cache", **{"training.bf16": "true"}, **QUICK)
+    with pytest.MonkeyPatch.context() as patch:
+        model = train_keeping_model(LORA_YAML, overrides, patch)
+    assert model.trained_under_autocast  # accelerate wrapped forward in autocast; the helper removed it
+    model_dir = tmp_path / "run" / "model"
+    saved = Classifier(model_dir).probabilities(TEXTS)
+    assert torch.allclose(probabilities_of(model, model_dir), saved, atol=1e-6, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = probabilities_of(model, model_dir)
+    assert not torch.equal(under_autocast, saved)  # autocast alone changes the numbers...
+    assert torch.equal(under_autocast.argmax(-1), saved.argmax(-1))  # ...but not the decisions
+    assert torch.allclose(under_autocast, saved, atol=BF16_TOLERANCE, rtol=0)
 
 
 def test_merge_to_bfloat16_and_refusals(lora_run: SimpleNamespace, tmp_path: Path) -> None:
