@@ -23,7 +23,6 @@ from pipeline.data.tokenize import load_tokenizer, tokenize_splits
 from pipeline.errors import PushError
 from pipeline.evaluation.metrics import trainer_metrics
 from pipeline.evaluation.predictions import Evaluation, evaluate_run
-from pipeline.export.push import push_model, resolve_token
 from pipeline.export.trained import export_run_model, run_metadata
 from pipeline.fileio import write_atomic, write_json
 from pipeline.model.load import load_model
@@ -51,6 +50,8 @@ def run(cfg: RunConfig) -> RunResult:
     set_seed(cfg.training.seed)
     args = build_training_arguments(cfg, run_dir)
     if cfg.hub.push_at_end:
+        from pipeline.export.push import resolve_token  # the Hub client only when a push is asked for
+
         resolve_token()  # no token: say so now, not after training
     resume = resume_checkpoint(cfg.training.resume_from_checkpoint, run_dir)
     splits, summary = load_splits(cfg.data)
@@ -99,6 +100,8 @@ def run(cfg: RunConfig) -> RunResult:
 
 def push_finished_run(run: RunDir, cfg: RunConfig) -> str:
     """``hub.push_at_end``: the run is complete on disk whatever happens here, so a failure says how to retry."""
+    from pipeline.export.push import push_model
+
     try:
         url = push_model(run.root, str(cfg.hub.repo_id), private=cfg.hub.private)
     except PushError as err:
