@@ -13,7 +13,8 @@ row fitted on the same split in the same run; then the mean ± std over seeds. I
 Splits:
 - ``book``: Raschka ch. 6's exact split (1045/149/300, balanced by undersampling with seed 123). The split is the
   book's, so only ``training.seed`` varies with the seed; the TF-IDF row is the same for every seed.
-- ``honest``: duplicates removed before splitting, natural class balance, stratified 70/10/20. The seed sets both
+- ``honest``: duplicates removed before splitting, natural class balance, stratified 70/10/20, and 3 epochs at most
+  instead of 5 (3.5x the rows: still more updates than on the book split). The seed sets both
   ``training.seed`` and ``data.seed``: each seed is a different split, scored for the model and the TF-IDF row
   alike, because on this split the test set's 131 spam make the split itself the largest source of variance
   (TF-IDF spam F1 0.940-0.969 over data seeds 0, 1, 2 and 123). ``--data-seed N`` keeps one split for all seeds.
@@ -58,9 +59,18 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BOOK_DATA_SEED = 123
 BASELINE = "TF-IDF (char_wb 1-5-grams, sublinear tf) + LinearSVC (C=1), fitted on the same train split"
 
+# The honest split trains on 3.5x the book's rows (3620 vs 1045): 3 epochs give 681 updates at batch 16, more than
+# the recipes' 5 book epochs (330), in 60 % of the time that 5 epochs would take.
+HONEST_EPOCHS = 3
 SPLIT_OVERRIDES = {
     "book": ["data.split_mode=book", "data.balance=undersample", "data.dedupe=false", f"data.seed={BOOK_DATA_SEED}"],
-    "honest": ["data.split_mode=stratified", "data.balance=none", "data.dedupe=true", "data.split=[0.7,0.1,0.2]"],
+    "honest": [
+        "data.split_mode=stratified",
+        "data.balance=none",
+        "data.dedupe=true",
+        "data.split=[0.7,0.1,0.2]",
+        f"training.num_train_epochs={HONEST_EPOCHS}",
+    ],
 }
 # The issue's targets (inputs to compare against, not results).
 TARGETS = {
