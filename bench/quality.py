@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -427,6 +428,9 @@ def versions_and_device(records: list[dict[str, Any]], device: str) -> tuple[dic
     env_file = Path(records[0]["run_dir"]) / "environment.json" if records else None
     env = json.loads(env_file.read_text(encoding="utf-8")) if env_file and env_file.is_file() else {}
     versions = {"python": env.get("python", platform.python_version()), **env.get("versions", {})}
+    for package in ("scikit-learn", "gguf"):  # the baseline's library, and the GGUF reader
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[package] = importlib.metadata.version(package)
     if device == "cuda":
         return versions, env.get("gpu", "cuda")
     return versions, f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
