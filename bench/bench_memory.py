@@ -6,7 +6,7 @@
 
 Each mode runs in a fresh subprocess, so ``torch.cuda.max_memory_allocated`` is that mode's peak alone. The
 classifier is built from a config with random weights (memory and compute do not depend on weight values) by the
-pipeline's own code: ``pipeline.modeling.load_model`` for the model, ``pipeline.adapters.wrap_with_adapter`` for
+pipeline's own code: ``pipeline.model.load.load_model`` for the model, ``pipeline.model.adapters.wrap_with_adapter`` for
 LoRA and QLoRA (QLoRA: NF4 through bitsandbytes), adapter and checkpointing settings from ``configs/<mode>.yaml``.
 A step is what ``Trainer`` does: forward + backward under bf16 autocast (fp32 master weights), gradient clipping,
 AdamW (fused on CUDA), zero_grad. LoRA's frozen base is bf16 (``model.dtype=bfloat16``), as one would run it on

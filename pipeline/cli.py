@@ -8,6 +8,7 @@ spam-tune config   --config configs/lora.yaml [key=value ...]   (print the resol
 spam-tune keys                                                   (every config key, type, default)
 spam-tune merge    MODEL_DIR --out DIR [--dtype float32]           (fold a LoRA/QLoRA adapter into its base)
 spam-tune push     MODEL_OR_RUN_DIR --repo-id USER/NAME [--dry-run OUT_DIR]  (upload to the Hugging Face Hub)
+spam-tune search   --config configs/lora.yaml --trials 20 [...]   (Optuna on validation; prints the best overrides)
 """
 
 from __future__ import annotations
@@ -129,6 +130,20 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from pipeline.search import SearchSpace, format_search, run_search, write_search
+
+    cfg = _config(args)
+    space = SearchSpace.around(
+        cfg, learning_rate=args.lr, epochs=args.epochs, batch_sizes=args.batch_sizes, ranks=args.ranks
+    )
+    result = run_search(cfg, space, n_trials=args.trials, metric=args.metric)
+    out = write_search(result, Path(args.out) if args.out else Path(cfg.output.dir) / "search.json")
+    print(format_search(result))
+    print(f"-> {out}")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     for key, type_name, default in config_keys():
         print(f"{key:40s} {type_name:45s} {default!r}")
@@ -144,6 +159,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "keys": (cmd_keys, "list every config key with its type and default"),
     "merge": (cmd_merge, "fold a LoRA/QLoRA run's adapter into its base: a standalone model dir"),
     "push": (cmd_push, "upload a model (with its card, metrics, report, plots) to the Hugging Face Hub"),
+    "search": (cmd_search, "Optuna over learning rate, epochs, batch size (and LoRA rank), on validation only"),
 }
 
 
@@ -153,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (func, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.set_defaults(func=func)
-        if name in ("train", "prepare", "config"):
+        if name in ("train", "prepare", "config", "search"):
             _add_config_args(cmd)
         if name == "prepare":
             cmd.add_argument("--out", required=True, help="directory for train/validation/test CSVs")
@@ -176,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--out", help="output dir (default: RUN/eval/SPLIT or RUN/eval/FILE_STEM)")
             cmd.add_argument("--batch-size", type=int, default=32)
+        if name == "search":
+            cmd.add_argument("--trials", type=int, default=10, help="Optuna trials, one trained model each")
+            cmd.add_argument("--lr", type=float, nargs=2, metavar=("LOW", "HIGH"), help="default: recipe lr /3 .. x3")
+            cmd.add_argument("--epochs", type=int, nargs=2, metavar=("LOW", "HIGH"), help="default: 1 .. recipe's")
+            cmd.add_argument("--batch-sizes", type=int, nargs="+", help="default: 8 16 32")
+            cmd.add_argument("--ranks", type=int, nargs="+", help="LoRA ranks (lora/qlora; default: the recipe's)")
+            cmd.add_argument("--metric", default="loss", choices=["loss", "f1", "accuracy", "precision", "recall"])
+            cmd.add_argument("--out", help="result JSON (default: OUTPUT_DIR/search.json)")
         if name == "merge":
             cmd.add_argument("model_dir", help="model dir of a LoRA/QLoRA run, e.g. runs/lora/model")
             cmd.add_argument("--out", required=True, help="new directory for the merged model")
