@@ -6,14 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.errors import SpamTuneError
-from pipeline.metrics import softmax
 from pipeline.rundir import read_model_metadata
 from pipeline.thresholds import apply_threshold
-from pipeline.tokenize import make_collator, with_pad_token
+
+# Prediction is loaded by the HTTP server and by `predict --file`: it must not import the training stack
+# (datasets, evaluate, sklearn, matplotlib, transformers.Trainer). tests/serve/test_imports.py checks it.
+PAD_TO_MULTIPLE_OF = 8
+"""Same padding as the training collator: tensor-core friendly shapes on GPU, free on CPU."""
 
 
 @dataclass
@@ -41,6 +45,32 @@ def existing_model_metadata(model_dir: Path) -> dict[str, Any]:
     return read_model_metadata(model_dir)  # {} for a plain transformers checkpoint, which works too
 
 
+def ready_to_pad(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Pad with EOS on the right when the tokenizer has no pad token (the rule of
+    ``pipeline.tokenize.with_pad_token``, repeated here because that module imports ``datasets``)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise SpamTuneError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"  # *ForSequenceClassification pools the last non-pad token
+    return tokenizer
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None``/``"auto"``: CUDA when there is one, else CPU; anything else must name a usable device."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SpamTuneError(f"unknown device {device!r}; pass auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise SpamTuneError(f"device {device!r} asked for, but torch sees no CUDA GPU; pass --device cpu")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise SpamTuneError(f"device {device!r} does not exist ({torch.cuda.device_count()} GPU(s)); pass cuda:0")
+    return resolved
+
+
 def load_model_dir(model_dir: Path) -> PreTrainedModel:
     """A full checkpoint or a peft adapter dir, ready for inference (eval mode)."""
     if (model_dir / "adapter_config.json").is_file():
@@ -58,9 +88,11 @@ class Classifier:
     def __init__(self, model_dir: str | Path, *, batch_size: int = 32, device: str | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.metadata = existing_model_metadata(self.model_dir)
-        self.tokenizer = with_pad_token(AutoTokenizer.from_pretrained(str(self.model_dir)))
+        self.device = resolve_device(device)
+        self.tokenizer = ready_to_pad(AutoTokenizer.from_pretrained(str(self.model_dir)))
         self.model = load_model_dir(self.model_dir)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.model.config.pad_token_id is None:  # a plain checkpoint: the head needs it to find the last token
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.to(self.device)
         self.batch_size = batch_size
         self.max_length = int(self.metadata.get("max_length", 256))
@@ -68,24 +100,46 @@ class Classifier:
         self.id2label = {int(k): v for k, v in config.id2label.items()}
         self.threshold: float | None = self.metadata.get("threshold")
         self.positive = int(self.metadata.get("positive_label", 1))
-        self._collate = make_collator(self.tokenizer)
 
     @torch.inference_mode()
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Raw scores ``[n, num_labels]`` (float32), in the order of ``texts``.
+
+        Texts are tokenized as in training (truncated to ``max_length``), sorted by token count and
+        run in batches of ``batch_size``: similar lengths in a batch waste little compute on padding.
+        """
+        out = np.empty((len(texts), len(self.id2label)), dtype=np.float32)
+        if not texts:  # the tokenizer refuses an empty batch
+            return out
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = self.tokenizer.pad(
+                {"input_ids": [encoded[i] for i in rows]}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt"
+            )
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            out[rows] = self.model(**batch).logits.float().cpu().numpy()
+        return out
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text before truncation (for callers that refuse over-long texts instead of truncating)."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+
     def probabilities(self, texts: list[str]) -> torch.Tensor:
-        rows = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start : start + self.batch_size]
-            features = [self.tokenizer(t, truncation=True, max_length=self.max_length) for t in chunk]
-            batch = {k: v.to(self.device) for k, v in self._collate(features).items()}
-            logits = self.model(**batch).logits.float().cpu().numpy()
-            rows.append(torch.from_numpy(softmax(logits)))
-        return torch.cat(rows) if rows else torch.empty(0, len(self.id2label))
+        return torch.softmax(torch.from_numpy(self.logits(texts)), dim=-1)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """Label ids: the saved decision threshold on the positive class, or argmax when there is none."""
+        return apply_threshold(probabilities, self.threshold, self.positive)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         if any(not isinstance(t, str) or not t.strip() for t in texts):
             raise SpamTuneError("predict got an empty or non-text input; pass non-empty strings")
         probs = self.probabilities(texts)
-        decisions = apply_threshold(probs.numpy(), self.threshold, self.positive)  # argmax when no threshold
+        decisions = self.decide(probs.numpy())
         return [
             Prediction(
                 text=text,
