@@ -290,7 +290,9 @@ def create_app(classifier: Any, settings: ServeSettings | None = None) -> FastAP
     """The server for ``classifier`` (a :class:`~pipeline.serve.classifier.Classifier` or a stand-in)."""
     settings = settings or ServeSettings()
     id2label = {int(k): v for k, v in classifier.id2label.items()}
-    metrics = ServeMetrics(max_batch_size=settings.max_batch_size, queued=lambda: batcher.queued)
+    metrics = ServeMetrics(
+        max_batch_size=settings.max_batch_size, queued=lambda: batcher.queued, in_flight=lambda: batcher.in_flight
+    )
     batcher = DynamicBatcher(
         classifier.logits,
         max_batch_size=settings.max_batch_size,

@@ -73,6 +73,8 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self.in_flight = 0
+        """Texts submitted and not answered yet: queued, gathering into a batch, or in the forward pass."""
 
     # -- lifecycle (the app's lifespan calls these) ------------------------------------------------
 
@@ -116,9 +118,11 @@ class DynamicBatcher:
         jobs = [_Job(text, loop.create_future()) for text in texts]
         for job in jobs:
             self._queue.put_nowait(job)
+        self.in_flight += len(jobs)
         try:
             rows = await asyncio.gather(*(job.future for job in jobs))
         finally:
+            self.in_flight -= len(jobs)
             for job in jobs:  # the client went away or a sibling failed: drop what has not run yet
                 job.future.cancel()
         return np.stack(rows)

@@ -142,6 +142,8 @@ class TableReader:
                     handle, sep=sep, dtype=str, keep_default_na=False, chunksize=self.chunk_size, encoding="utf-8"
                 )
                 for frame in chunks:
+                    if frame.empty:  # a header without rows
+                        continue
                     numbers = list(range(read + 1, read + len(frame) + 1))
                     read += len(frame)
                     yield Chunk(frame.reset_index(drop=True), numbers, handle.tell())

@@ -24,7 +24,7 @@ def _batch_buckets(max_batch_size: int) -> tuple[float, ...]:
 
 
 class ServeMetrics:
-    def __init__(self, *, max_batch_size: int, queued: Callable[[], int]) -> None:
+    def __init__(self, *, max_batch_size: int, queued: Callable[[], int], in_flight: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # CPU seconds, resident memory, open fds of the server
         self.requests = Counter(
@@ -56,6 +56,8 @@ class ServeMetrics:
         self.failed_batches = Counter("spam_tune_batches_failed", "Forward passes that raised", registry=self.registry)
         queue = Gauge("spam_tune_queue_texts", "Texts waiting for the model", registry=self.registry)
         queue.set_function(lambda: float(queued()))
+        flying = Gauge("spam_tune_texts_in_flight", "Texts submitted and not answered yet", registry=self.registry)
+        flying.set_function(lambda: float(in_flight()))
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.batch_size.observe(stats.size)

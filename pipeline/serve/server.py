@@ -17,7 +17,7 @@ from types import FrameType
 import uvicorn
 
 from pipeline.serve.app import create_app
-from pipeline.serve.classifier import Classifier
+from pipeline.serve.classifier import Classifier, resolve_device
 from pipeline.serve.settings import ServeError, ServeSettings
 
 log = logging.getLogger("spam_tune.serve")
@@ -53,6 +53,7 @@ def serve(model_dir: str | Path, settings: ServeSettings) -> int:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ServeError(f"model dir {model_dir} not found; pass a saved model dir, e.g. runs/lora/model")
+    resolve_device(settings.device)  # a bad --device fails here, before the port is taken and the model loads
     sock = bind(settings.host, settings.port)
     try:
         classifier = Classifier(model_dir, batch_size=settings.max_batch_size, device=settings.device)
