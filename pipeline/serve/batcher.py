@@ -4,7 +4,11 @@ Each text of each request becomes a job on an asyncio queue. One loop takes the 
 gathers more until ``max_batch_size`` jobs or ``max_wait_s`` after the first, and hands the batch to a
 single worker thread (``classify`` sorts it by length and runs the model), so the event loop keeps
 accepting and answering requests while the model runs. While a batch runs, new jobs queue up and form the
-next batch: under load batches fill by themselves and ``max_wait_s`` only matters when traffic is light.
+next batch, so under load batches fill by themselves.
+
+Waiting only pays when other requests are coming: after a batch of one text (a lone client), the next
+batch starts at once instead of waiting ``max_wait_s`` for company that is not there; after a shared batch
+(or at start), it waits. So a single client pays no batching delay and concurrent clients still share.
 
 A failing forward pass fails the jobs of that batch only (:class:`BatchFailed`, answered 503); the loop
 goes on with the next batch. One thread, because a torch module is not thread-safe and a fast tokenizer
@@ -73,6 +77,7 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._shared = True  # did the last batch hold more than one text? (assume so until one runs)
         self.in_flight = 0
         """Texts submitted and not answered yet: queued, gathering into a batch, or in the forward pass."""
 
@@ -144,7 +149,7 @@ class DynamicBatcher:
     async def _collect(self) -> list[_Job]:
         assert self._queue is not None
         batch = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self._max_wait_s
+        deadline = asyncio.get_running_loop().time() + (self._max_wait_s if self._shared else 0.0)
         while len(batch) < self._max_batch_size:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -156,6 +161,7 @@ class DynamicBatcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
             except asyncio.TimeoutError:
                 break
+        self._shared = len(batch) > 1
         return batch
 
     async def _forward(self, batch: list[_Job]) -> None:

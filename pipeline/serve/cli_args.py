@@ -29,7 +29,8 @@ def add_serve_arguments(cmd: argparse.ArgumentParser) -> None:
         "--max-wait-ms",
         type=float,
         default=d.max_wait_ms,
-        help=f"how long a text waits for others to share its forward pass (default {d.max_wait_ms:g})",
+        help=f"how long a text waits for others to share its forward pass (default {d.max_wait_ms:g}; "
+        "a lone client never waits)",
     )
     cmd.add_argument(
         "--max-input-chars",

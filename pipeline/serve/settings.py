@@ -21,7 +21,8 @@ class ServeSettings:
     max_batch_size: int = 32
     """Most texts in one forward pass; 1 turns dynamic batching off."""
     max_wait_ms: float = 5.0
-    """How long the first queued text waits for others before its batch runs anyway."""
+    """How long the first queued text waits for others before its batch runs anyway (not after a batch of
+    one: a lone client never waits)."""
     max_input_chars: int = 10_000
     """Longer texts are refused (413) before tokenization; tokens beyond the model's max length are truncated."""
     max_inputs_per_request: int = 128

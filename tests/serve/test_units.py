@@ -128,3 +128,17 @@ def test_batcher_refuses_more_than_the_queue_holds():
     batcher = DynamicBatcher(Recorder(), max_batch_size=2, max_wait_s=0.0, max_queue=3)
     results = asyncio.run(_run(batcher, [["a", "b", "c", "d"]]))
     assert isinstance(results[0], Overloaded)
+
+
+def test_plan_batches_cuts_where_padding_costs_more_than_a_pass():
+    from pipeline.predict import plan_batches
+
+    # Similar lengths stay together; a far longer text gets its own pass; no batch exceeds max_batch.
+    assert plan_batches([5, 5, 6, 6, 80], max_batch=8, pass_cost=32) == [(0, 4), (4, 5)]
+    assert plan_batches([5, 5, 6, 6, 80], max_batch=8, pass_cost=10_000) == [(0, 5)]
+    equal = plan_batches([3] * 10, max_batch=4, pass_cost=1)  # no padding to save: the fewest passes
+    assert len(equal) == 3 and all(b - a <= 4 for a, b in equal)
+    assert plan_batches([], max_batch=4, pass_cost=32) == []
+    cuts = plan_batches(sorted([7, 30, 12, 64, 9, 22, 41, 18] * 4), max_batch=8, pass_cost=32)
+    assert cuts[0][0] == 0 and cuts[-1][1] == 32 and all(0 < b - a <= 8 for a, b in cuts)
+    assert all(cuts[i][1] == cuts[i + 1][0] for i in range(len(cuts) - 1))
