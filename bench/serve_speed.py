@@ -97,28 +97,37 @@ def emit(results: list[dict[str, Any]], record: dict[str, Any]) -> None:
 # 1. Python API
 
 
-def bench_api(model_dir: Path, model: str, texts: list[str], batch_size: int, device: str | None) -> list[dict]:
+def bench_api(
+    model_dir: Path, model: str, texts: list[str], batch_size: int, device: str | None, rounds: int
+) -> list[dict]:
+    """The three ways, interleaved over ``rounds`` slices of ``texts`` so that a change in the machine's load
+    during the run hits all three alike."""
     from pipeline.serve.classifier import Classifier
 
     classifier = Classifier(model_dir, batch_size=batch_size, device=device)
     classifier.logits(texts[:64])  # warm-up: first-call allocations, lazy inits
-    runs: dict[str, float] = {}
 
-    started = time.perf_counter()
-    for text in texts:
-        classifier.logits([text])
-    runs["one_at_a_time"] = time.perf_counter() - started
+    def one_at_a_time(part: list[str]) -> None:
+        for text in part:
+            classifier.logits([text])
 
-    started = time.perf_counter()
-    for start in range(0, len(texts), batch_size):
-        classifier.logits(texts[start : start + batch_size])
-    runs["batched_file_order"] = time.perf_counter() - started
+    def batched_file_order(part: list[str]) -> None:
+        for start in range(0, len(part), batch_size):
+            classifier.logits(part[start : start + batch_size])
 
-    started = time.perf_counter()
-    classifier.logits(texts)
-    runs["batched_length_sorted"] = time.perf_counter() - started
-
-    base = runs["one_at_a_time"]
+    ways = {
+        "one_at_a_time": one_at_a_time,
+        "batched_file_order": batched_file_order,
+        "batched_length_sorted": classifier.logits,  # sorts the whole slice, then plans the batches
+    }
+    seconds = dict.fromkeys(ways, 0.0)
+    for i in range(rounds):
+        part = texts[i * len(texts) // rounds : (i + 1) * len(texts) // rounds]
+        for how, run in ways.items():
+            started = time.perf_counter()
+            run(part)
+            seconds[how] += time.perf_counter() - started
+    base = seconds["one_at_a_time"]
     return [
         {
             "bench": "api",
@@ -126,12 +135,13 @@ def bench_api(model_dir: Path, model: str, texts: list[str], batch_size: int, de
             "device": str(classifier.device),
             "how": how,
             "messages": len(texts),
+            "rounds": rounds,
             "batch_size": 1 if how == "one_at_a_time" else batch_size,
-            "seconds": round(seconds, 3),
-            "messages_per_s": round(len(texts) / seconds, 1),
-            "speedup_vs_one_at_a_time": round(base / seconds, 2),
+            "seconds": round(took, 3),
+            "messages_per_s": round(len(texts) / took, 1),
+            "speedup_vs_one_at_a_time": round(base / took, 2),
         }
-        for how, seconds in runs.items()
+        for how, took in seconds.items()
     ]
 
 
@@ -210,42 +220,62 @@ async def scrape_batches(url: str) -> tuple[float, float]:
     return values.get("spam_tune_batch_size_sum", 0.0), values.get("spam_tune_batch_size_count", 0.0)
 
 
-async def bench_http_server(
-    model_dir: Path, model: str, texts: list[str], args: argparse.Namespace, max_batch_size: int, requests: int
+def http_record(
+    model: str, max_batch_size: int, args: argparse.Namespace, clients: int, runs: list[tuple[float, list[float], int]]
+) -> dict[str, Any]:
+    latencies = [x for _, lat, _ in runs for x in lat]
+    seconds = sum(took for took, _, _ in runs)
+    return {
+        "bench": "http",
+        "model": model,
+        "batching": "on" if max_batch_size > 1 else "off",
+        "max_batch_size": max_batch_size,
+        "max_wait_ms": args.max_wait_ms,
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": sum(errors for _, _, errors in runs),
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2),
+    }
+
+
+async def bench_http(
+    model_dir: Path, model: str, texts: list[str], args: argparse.Namespace, requests: int
 ) -> list[dict]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = start_server(model_dir, port, max_batch_size, args.max_wait_ms, args.device)
+    """Batching on and off, each its own server process, both up at once; at each concurrency the two are
+    measured in alternating halves, so a change in the machine's load hits both alike."""
+    sizes = {"on": args.batch_size, "off": 1}
+    servers = {}
+    for mode, size in sizes.items():
+        port = free_port()
+        servers[mode] = (f"http://127.0.0.1:{port}", start_server(model_dir, port, size, args.max_wait_ms, args.device))
     records = []
     try:
-        await wait_until_up(url, process)
+        for url, process in servers.values():
+            await wait_until_up(url, process)
         for clients in args.clients:
-            await load(url, texts[::7], clients * 2, clients)  # warm-up at this concurrency
-            before_sum, before_count = await scrape_batches(url)
-            seconds, latencies, errors = await load(url, texts, requests, clients)
-            after_sum, after_count = await scrape_batches(url)
-            batches = after_count - before_count
-            records.append(
-                {
-                    "bench": "http",
-                    "model": model,
-                    "batching": "on" if max_batch_size > 1 else "off",
-                    "max_batch_size": max_batch_size,
-                    "max_wait_ms": args.max_wait_ms,
-                    "clients": clients,
-                    "requests": len(latencies),
-                    "errors": errors,
-                    "seconds": round(seconds, 3),
-                    "requests_per_s": round(len(latencies) / seconds, 1),
-                    "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
-                    "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2),
-                    "mean_batch_size": round((after_sum - before_sum) / batches, 2) if batches else None,
-                }
-            )
-            print(json.dumps(records[-1]), flush=True)
+            runs: dict[str, list] = {mode: [] for mode in sizes}
+            batches = dict.fromkeys(sizes, (0.0, 0.0))
+            for url, _ in servers.values():
+                await load(url, texts[::7], clients * 2, clients)  # warm-up at this concurrency
+            for half in (0, 1):
+                for mode, (url, _) in servers.items():
+                    before = await scrape_batches(url)
+                    runs[mode].append(await load(url, texts[half::2], requests // 2, clients))
+                    after = await scrape_batches(url)
+                    batches[mode] = tuple(b + a - p for b, a, p in zip(batches[mode], after, before, strict=True))
+            for mode, size in sizes.items():
+                record = http_record(model, size, args, clients, runs[mode])
+                texts_sum, count = batches[mode]
+                record["mean_batch_size"] = round(texts_sum / count, 2) if count else None
+                records.append(record)
+                print(json.dumps(record), flush=True)
     finally:
-        process.terminate()
-        process.wait(60)
+        for _, process in servers.values():
+            process.terminate()
+            process.wait(60)
     return records
 
 
@@ -313,6 +343,7 @@ def main() -> int:
     )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the server's --max-wait-ms")
+    parser.add_argument("--rounds", type=int, default=5, help="API runs interleave the three ways over N slices")
     parser.add_argument("--skip", nargs="*", default=[], choices=["api", "http"])
     args = parser.parse_args()
 
@@ -325,12 +356,11 @@ def main() -> int:
             model_dir = build_model_dir(model, Path(tmp))
             sample = texts if model == "smoke" else random.Random(0).sample(texts, args.gpt2_api_messages)
             if "api" not in args.skip:
-                for record in bench_api(model_dir, model, sample, args.batch_size, args.device):
+                for record in bench_api(model_dir, model, sample, args.batch_size, args.device, args.rounds):
                     emit(results, record)
             if "http" not in args.skip:
                 requests = args.requests if model == "smoke" else args.gpt2_requests
-                for max_batch_size in (args.batch_size, 1):
-                    results += asyncio.run(bench_http_server(model_dir, model, texts, args, max_batch_size, requests))
+                results += asyncio.run(bench_http(model_dir, model, texts, args, requests))
     for record in summarize(results):
         emit(results, record)
     if args.out:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,6 @@ from pipeline.thresholds import apply_threshold
 # (datasets, evaluate, sklearn, matplotlib, transformers.Trainer). tests/serve/test_imports.py checks it.
 PAD_TO_MULTIPLE_OF = 8
 """Same padding as the training collator: tensor-core friendly shapes on GPU, free on CPU."""
-CPU_PASS_COST_TOKENS = 32
-"""On CPU, compute grows with the padded tokens of a batch, and one more forward pass costs about as much as
-this many padded tokens (Python and kernel overheads). A random batch of 32 SMS padded to its longest text is
-~3x its real tokens; cut into a few batches of similar length it is ~1.15x."""
 
 
 @dataclass
@@ -92,6 +90,30 @@ def plan_batches(lengths: list[int], max_batch: int, pass_cost: float) -> list[t
     return cuts[::-1]
 
 
+def measure_pass_cost(forward: Callable[[int, int], object], small: int = 8, large: int = 128) -> float:
+    """How many padded tokens one more forward pass costs: ``(fixed cost of a pass) / (cost of one token)``.
+
+    Timed on ``forward(rows, tokens_per_row)`` at 1 x ``small`` and 4 x ``large // 4`` tokens (median of 3,
+    after a warm-up). On CPU a GPT-2 small pass costs a few tokens (compute dominates: cut batches finely),
+    a 2-block toy model hundreds (overheads dominate: keep batches whole). Clipped to [1, 4096].
+    """
+
+    def timed(rows: int, cols: int) -> float:
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            forward(rows, cols)
+            runs.append(time.perf_counter() - started)
+        return sorted(runs)[1]
+
+    forward(1, small)
+    t_small, t_large = timed(1, small), timed(4, large // 4)
+    per_token = (t_large - t_small) / (large - small)
+    if per_token <= 0:  # timing noise: treat passes as expensive, i.e. keep batches whole
+        return 4096.0
+    return float(min(4096.0, max(1.0, (t_small - small * per_token) / per_token)))
+
+
 def load_model_dir(model_dir: Path) -> PreTrainedModel:
     """A full checkpoint or a peft adapter dir, ready for inference (eval mode)."""
     if (model_dir / "adapter_config.json").is_file():
@@ -121,6 +143,18 @@ class Classifier:
         self.id2label = {int(k): v for k, v in config.id2label.items()}
         self.threshold: float | None = self.metadata.get("threshold")
         self.positive = int(self.metadata.get("positive_label", 1))
+        self._pass_cost: float | None = None
+
+    @torch.inference_mode()
+    def _forward_shape(self, rows: int, cols: int) -> None:
+        ids = torch.full((rows, cols), min(100, self.tokenizer.vocab_size - 1), device=self.device)
+        self.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    def pass_cost_tokens(self) -> float:
+        """:func:`measure_pass_cost` for this model and machine, measured on first use."""
+        if self._pass_cost is None:
+            self._pass_cost = measure_pass_cost(self._forward_shape)
+        return self._pass_cost
 
     @torch.inference_mode()
     def logits(self, texts: list[str]) -> np.ndarray:
@@ -129,15 +163,16 @@ class Classifier:
         Texts are tokenized as in training (truncated to ``max_length``) and sorted by token count, so a batch
         holds texts of similar length and little compute goes to padding. On GPU, consecutive batches of
         ``batch_size``; on CPU, where every padded token costs, batches of at most ``batch_size`` cut where
-        that saves more padding than an extra forward pass costs (:func:`plan_batches`).
+        that saves more padding than an extra forward pass costs (:func:`plan_batches`; a random batch of 32
+        SMS padded to its longest text is ~3x its real tokens, cut by length ~1.15x).
         """
         out = np.empty((len(texts), len(self.id2label)), dtype=np.float32)
         if not texts:  # the tokenizer refuses an empty batch
             return out
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        if self.device.type == "cpu":
-            cuts = plan_batches([len(encoded[i]) for i in order], self.batch_size, CPU_PASS_COST_TOKENS)
+        if self.device.type == "cpu" and len(order) > 1:
+            cuts = plan_batches([len(encoded[i]) for i in order], self.batch_size, self.pass_cost_tokens())
         else:
             step = self.batch_size
             cuts = [(start, min(start + step, len(order))) for start in range(0, len(order), step)]

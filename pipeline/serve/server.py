@@ -57,6 +57,7 @@ def serve(model_dir: str | Path, settings: ServeSettings) -> int:
     sock = bind(settings.host, settings.port)
     try:
         classifier = Classifier(model_dir, batch_size=settings.max_batch_size, device=settings.device)
+        classifier.logits(["warm-up", "a second, longer warm-up text"])  # first-call costs before the first client
         app = create_app(classifier, settings)
         config = uvicorn.Config(
             app,
