@@ -1,7 +1,8 @@
 """Serving stage: the HTTP server (TEI-compatible ``/predict``, dynamic batching, demo page) and file prediction.
 
 - :mod:`pipeline.serve.classifier` is the one place that names the :class:`Classifier` this stage uses.
-- :mod:`pipeline.serve.settings`: ``spam-tune serve`` options and their protective defaults.
+- :mod:`pipeline.serve.settings`: ``spam-tune serve`` options and their protective defaults;
+  :mod:`pipeline.serve.cli_args`: the command-line flags of ``serve`` and ``predict --file``.
 - :mod:`pipeline.serve.schemas` / :mod:`pipeline.serve.scoring`: request/response shapes and how logits become them.
 - :mod:`pipeline.serve.batcher`: gathers concurrent requests into one forward pass on one worker thread.
 - :mod:`pipeline.serve.app`: the FastAPI app factory; :mod:`pipeline.serve.server`: uvicorn, signals, exit codes.
