@@ -2,7 +2,8 @@
 
 spam-tune train    --config configs/lora.yaml [key=value ...]   (same as train.py)
 spam-tune prepare  --config configs/lora.yaml DIR                (data only: split CSVs + summary)
-spam-tune predict  MODEL_DIR "text" ... | --file texts.txt       (JSON lines out)
+spam-tune predict  MODEL_DIR "text" ... | --file IN [--out OUT]   (JSON lines out, or CSV/JSONL/parquet)
+spam-tune serve    MODEL_DIR [--port 8000 ...]                   (HTTP server, TEI-compatible /predict)
 spam-tune evaluate RUN_OR_MODEL_DIR [--split test | --data FILE] (metrics, plots, report of a saved model)
 spam-tune config   --config configs/lora.yaml [key=value ...]   (print the resolved config)
 spam-tune keys                                                   (every config key, type, default)
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from pipeline.config import RunConfig, config_keys, load_config
 from pipeline.errors import SpamTuneError
+from pipeline.serve.cli_args import add_predict_file_arguments, add_serve_arguments
 
 log = logging.getLogger("spam_tune")
 
@@ -62,20 +64,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.file:
+        from pipeline.serve.predict_file import run_file_command
+
+        return run_file_command(args)
     from pipeline.serve.classifier import Classifier
 
     texts = list(args.texts)
-    if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise SpamTuneError(f"--file {path} not found; pass a text file with one message per line")
-        try:
-            texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError:
-            raise SpamTuneError(f"--file {path} is not UTF-8 text; re-encode it as UTF-8") from None
+    if args.out:
+        raise SpamTuneError("--out needs --file IN; texts given as arguments are printed as JSON lines")
     if not texts:
         raise SpamTuneError("nothing to classify; pass texts as arguments or --file FILE")
-    classifier = Classifier(args.model_dir, batch_size=args.batch_size)
+    classifier = Classifier(args.model_dir, batch_size=args.batch_size, device=args.device)
     for prediction in classifier.predict(texts):
         print(json.dumps(prediction.to_dict(), ensure_ascii=False))
     return 0
@@ -144,6 +144,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.serve.cli_args import settings_from_args
+    from pipeline.serve.server import serve
+
+    return serve(args.model_dir, settings_from_args(args))
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     for key, type_name, default in config_keys():
         print(f"{key:40s} {type_name:45s} {default!r}")
@@ -160,6 +167,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "merge": (cmd_merge, "fold a LoRA/QLoRA run's adapter into its base: a standalone model dir"),
     "push": (cmd_push, "upload a model (with its card, metrics, report, plots) to the Hugging Face Hub"),
     "search": (cmd_search, "Optuna over learning rate, epochs, batch size (and LoRA rank), on validation only"),
+    "serve": (cmd_serve, "HTTP server: TEI-compatible /predict with dynamic batching, demo page, /metrics"),
 }
 
 
@@ -176,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "predict":
             cmd.add_argument("model_dir", help="a saved model dir, e.g. runs/lora/model")
             cmd.add_argument("texts", nargs="*", help="texts to classify")
-            cmd.add_argument("--file", help="text file, one message per line")
+            add_predict_file_arguments(cmd)
             cmd.add_argument("--batch-size", type=int, default=32)
         if name == "evaluate":
             cmd.add_argument("target", metavar="MODEL_OR_RUN_DIR", help="a run dir (runs/lora) or a model dir")
@@ -206,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
         if name == "push":
             _add_push_args(cmd)
+        if name == "serve":
+            add_serve_arguments(cmd)
     return parser
 
 

@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.data.tokenize import make_collator
 from pipeline.errors import ServeError
 from pipeline.evaluation.thresholds import apply_threshold
 from pipeline.export.folder import load_model_folder, resolve_model_dir
+from pipeline.serve.batch_plan import measure_pass_cost, plan_batches, resolve_device
+
+PAD_TO_MULTIPLE_OF = 8
+"""Same padding as the training collator: tensor-core friendly shapes on GPU, free on CPU."""
 
 
 @dataclass
@@ -38,29 +41,70 @@ class Classifier:
     """Loads once, then classifies batches of texts; thread-unsafe like any torch module."""
 
     def __init__(self, model_dir: str | Path, *, batch_size: int = 32, device: str | None = None) -> None:
+        self.device = resolve_device(device)
         self.model_dir = resolve_model_dir(model_dir)
         loaded = load_model_folder(self.model_dir)
         self.metadata = loaded.metadata
         self.tokenizer = loaded.tokenizer
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = loaded.model.to(self.device)
+        self.model = loaded.model
+        if self.model.config.pad_token_id is None:  # a plain checkpoint: the head needs it to find the last token
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model.to(self.device)
         self.batch_size = batch_size
         self.max_length = self.metadata.max_length
         self.id2label = dict(self.metadata.id2label)
         self.threshold: float | None = self.metadata.threshold
         self.positive = self.metadata.positive_label
-        self._collate = make_collator(self.tokenizer)
+        self._pass_cost: float | None = None
 
     @torch.inference_mode()
+    def _forward_shape(self, rows: int, cols: int) -> None:
+        ids = torch.full((rows, cols), min(100, self.tokenizer.vocab_size - 1), device=self.device)
+        self.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    def pass_cost_tokens(self) -> float:
+        """:func:`measure_pass_cost` for this model and machine, measured on first use."""
+        if self._pass_cost is None:
+            self._pass_cost = measure_pass_cost(self._forward_shape)
+        return self._pass_cost
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Raw scores ``[n, num_labels]`` (float32), in the order of ``texts``.
+
+        Texts are tokenized as in training (truncated to ``max_length``) and sorted by token count, so a batch
+        holds texts of similar length and little compute goes to padding. On GPU, consecutive batches of
+        ``batch_size``; on CPU, batches of at most ``batch_size`` cut where that saves more padding than an extra
+        forward pass costs (:func:`~pipeline.serve.batch_plan.plan_batches`).
+        """
+        out = np.empty((len(texts), len(self.id2label)), dtype=np.float32)
+        if not texts:  # the tokenizer refuses an empty batch
+            return out
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        if self.device.type == "cpu" and len(order) > 1:
+            cuts = plan_batches([len(encoded[i]) for i in order], self.batch_size, self.pass_cost_tokens())
+        else:
+            step = self.batch_size
+            cuts = [(start, min(start + step, len(order))) for start in range(0, len(order), step)]
+        for start, end in cuts:
+            rows = order[start:end]
+            batch = self.tokenizer.pad(
+                {"input_ids": [encoded[i] for i in rows]}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt"
+            )
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            out[rows] = self.model(**batch).logits.float().cpu().numpy()
+        return out
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text before truncation (for callers that refuse over-long texts instead of truncating)."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+
     def probabilities(self, texts: list[str]) -> torch.Tensor:
-        """Class probabilities, one row per text (float32 on CPU), computed ``batch_size`` texts at a time."""
-        rows = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start : start + self.batch_size]
-            features = [self.tokenizer(t, truncation=True, max_length=self.max_length) for t in chunk]
-            batch = {k: v.to(self.device) for k, v in self._collate(features).items()}
-            rows.append(torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu())
-        return torch.cat(rows) if rows else torch.empty(0, len(self.id2label))
+        """Class probabilities, one row per text (float32 on CPU)."""
+        return torch.softmax(torch.from_numpy(self.logits(texts)), dim=-1)
 
     def decide(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class ids as the saved model decides: the threshold chosen on validation, else argmax."""

@@ -1,0 +1,373 @@
+"""Serving speed: the Python API one message at a time vs batched, and the HTTP server with dynamic batching
+on vs off under concurrent clients, measured side by side in one run.
+
+    python bench/serve_speed.py --data ../shared/data/SMSSpamCollection --out bench/results/serve-speed-cpu.json
+
+Models (random weights: speed does not depend on weight values), each saved as a model folder with the
+bundled GPT-2 tokenizer and served by ``spam-tune serve`` exactly as a trained one would be:
+
+- ``gpt2``: the GPT-2 small architecture (``GPT2Config()`` defaults, 124M parameters), max length 256
+  (the config default);
+- ``smoke``: the architecture of ``configs/smoke.yaml`` (2 blocks, 64 wide), max length 64.
+
+1. Python API on the messages of ``--data`` (the UCI SMS file, 5,574 messages): ``Classifier.logits([text])``
+   per message, vs ``Classifier.logits(all texts)`` (sorted by length, batches of at most ``--batch-size``),
+   plus batches of ``--batch-size`` in file order (sorted only within each batch) to show what the global sort
+   buys. ``smoke`` uses every message; ``gpt2`` a fixed random sample of ``--gpt2-api-messages`` (one message
+   at a time on all 5,574 would take ~20 minutes on 2 CPU cores).
+2. HTTP: ``spam-tune serve`` in a subprocess on 127.0.0.1, and this process as the client (aiohttp): for each
+   concurrency in ``--clients``, ``--requests`` (``gpt2``: ``--gpt2-requests``) single-message requests after
+   a warm-up, with dynamic batching on (``--max-batch-size`` = ``--batch-size``) and off
+   (``--max-batch-size 1``): requests/s, p50 and p99 latency, and the mean batch size the server's /metrics
+   reports for the measured requests.
+
+On a machine shared with other busy processes, run it with ``OMP_WAIT_POLICY=PASSIVE``: OpenMP's default
+spin-waiting makes torch's small forward passes wait for descheduled threads (measured here: one message
+through the smoke model took ~100 ms instead of ~1.5 ms). The environment block records the setting.
+
+Prints one JSON line per measurement and writes them all, with the machine and library versions, to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/serve_speed.py` from anywhere
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub
+
+ARCHS: dict[str, dict[str, int]] = {
+    "gpt2": {},  # GPT2Config() defaults: 12 blocks, 768 wide, 12 heads
+    "smoke": {"n_layer": 2, "n_embd": 64, "n_head": 2, "n_positions": 128},
+}
+MAX_LENGTH = {"gpt2": 256, "smoke": 64}
+
+
+def read_messages(path: Path) -> list[str]:
+    """The texts of the UCI ``label<TAB>text`` file, every line (5,574 in the real file)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.partition("\t")[2] for line in lines if line.strip()]
+
+
+def build_model_dir(arch: str, root: Path, seed: int = 0) -> Path:
+    """A random-weight GPT-2 classifier saved as a model folder, with the bundled GPT-2 tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from pipeline.data.tokenize import bundled_gpt2_tokenizer, with_pad_token
+    from pipeline.export.metadata import ModelMetadata
+
+    folder = root / arch
+    tokenizer = with_pad_token(bundled_gpt2_tokenizer())
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        **ARCHS[arch],
+        num_labels=2,
+        id2label={0: "ham", 1: "spam"},
+        label2id={"ham": 0, "spam": 1},
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    GPT2ForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    ModelMetadata(id2label={0: "ham", 1: "spam"}, max_length=MAX_LENGTH[arch]).write(folder)
+    return folder
+
+
+def emit(results: list[dict[str, Any]], record: dict[str, Any]) -> None:
+    results.append(record)
+    print(json.dumps(record), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Python API
+
+
+def bench_api(
+    model_dir: Path, model: str, texts: list[str], batch_size: int, device: str | None, rounds: int
+) -> list[dict]:
+    """The three ways, interleaved over ``rounds`` slices of ``texts`` so that a change in the machine's load
+    during the run hits all three alike."""
+    from pipeline.serve.classifier import Classifier
+
+    classifier = Classifier(model_dir, batch_size=batch_size, device=device)
+    classifier.logits(texts[:64])  # warm-up: first-call allocations, lazy inits
+
+    def one_at_a_time(part: list[str]) -> None:
+        for text in part:
+            classifier.logits([text])
+
+    def batched_file_order(part: list[str]) -> None:
+        for start in range(0, len(part), batch_size):
+            classifier.logits(part[start : start + batch_size])
+
+    ways = {
+        "one_at_a_time": one_at_a_time,
+        "batched_file_order": batched_file_order,
+        "batched_length_sorted": classifier.logits,  # sorts the whole slice, then plans the batches
+    }
+    seconds = dict.fromkeys(ways, 0.0)
+    for i in range(rounds):
+        part = texts[i * len(texts) // rounds : (i + 1) * len(texts) // rounds]
+        for how, run in ways.items():
+            started = time.perf_counter()
+            run(part)
+            seconds[how] += time.perf_counter() - started
+    base = seconds["one_at_a_time"]
+    return [
+        {
+            "bench": "api",
+            "model": model,
+            "device": str(classifier.device),
+            "how": how,
+            "messages": len(texts),
+            "rounds": rounds,
+            "batch_size": 1 if how == "one_at_a_time" else batch_size,
+            "seconds": round(took, 3),
+            "messages_per_s": round(len(texts) / took, 1),
+            "speedup_vs_one_at_a_time": round(base / took, 2),
+        }
+        for how, took in seconds.items()
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. HTTP
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model_dir: Path, port: int, max_batch_size: int, max_wait_ms: float, device: str | None):
+    command = [
+        sys.executable, "-m", "pipeline.cli", "serve", str(model_dir), "--port", str(port),
+        "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms),
+        "--max-queue", "4096",
+    ]  # fmt: skip
+    if device:
+        command += ["--device", device]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+async def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {process.stderr.read()[-2000:]}")
+            try:
+                async with session.get(url + "/health") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.25)
+    raise RuntimeError("server did not start")
+
+
+async def load(url: str, texts: list[str], requests: int, clients: int) -> tuple[float, list[float], int]:
+    """``requests`` single-message POSTs from ``clients`` concurrent clients; (seconds, latencies, errors)."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(requests))
+    connector = aiohttp.TCPConnector(limit=clients)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        for i in counter:
+            started = time.perf_counter()
+            async with session.post(url + "/predict", json={"inputs": texts[i % len(texts)]}) as answer:
+                await answer.read()
+                if answer.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    return seconds, latencies, errors
+
+
+async def scrape_batches(url: str) -> tuple[float, float]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as answer:
+        text = await answer.text()
+    values = {m[0]: float(m[1]) for m in re.findall(r"^(spam_tune_batch_size_(?:sum|count)) (\S+)$", text, re.M)}
+    return values.get("spam_tune_batch_size_sum", 0.0), values.get("spam_tune_batch_size_count", 0.0)
+
+
+def http_record(
+    model: str, max_batch_size: int, args: argparse.Namespace, clients: int, runs: list[tuple[float, list[float], int]]
+) -> dict[str, Any]:
+    latencies = [x for _, lat, _ in runs for x in lat]
+    seconds = sum(took for took, _, _ in runs)
+    return {
+        "bench": "http",
+        "model": model,
+        "batching": "on" if max_batch_size > 1 else "off",
+        "max_batch_size": max_batch_size,
+        "max_wait_ms": args.max_wait_ms,
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": sum(errors for _, _, errors in runs),
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2),
+    }
+
+
+async def bench_http(
+    model_dir: Path, model: str, texts: list[str], args: argparse.Namespace, requests: int
+) -> list[dict]:
+    """Batching on and off, each its own server process, both up at once; at each concurrency the two are
+    measured in alternating halves, so a change in the machine's load hits both alike."""
+    sizes = {"on": args.batch_size, "off": 1}
+    servers = {}
+    for mode, size in sizes.items():
+        port = free_port()
+        servers[mode] = (f"http://127.0.0.1:{port}", start_server(model_dir, port, size, args.max_wait_ms, args.device))
+    records = []
+    try:
+        for url, process in servers.values():
+            await wait_until_up(url, process)
+        for clients in args.clients:
+            runs: dict[str, list] = {mode: [] for mode in sizes}
+            batches = dict.fromkeys(sizes, (0.0, 0.0))
+            for url, _ in servers.values():
+                await load(url, texts[::7], clients * 2, clients)  # warm-up at this concurrency
+            for half in (0, 1):
+                for mode, (url, _) in servers.items():
+                    before = await scrape_batches(url)
+                    runs[mode].append(await load(url, texts[half::2], requests // 2, clients))
+                    after = await scrape_batches(url)
+                    batches[mode] = tuple(b + a - p for b, a, p in zip(batches[mode], after, before, strict=True))
+            for mode, size in sizes.items():
+                record = http_record(model, size, args, clients, runs[mode])
+                texts_sum, count = batches[mode]
+                record["mean_batch_size"] = round(texts_sum / count, 2) if count else None
+                records.append(record)
+                print(json.dumps(record), flush=True)
+    finally:
+        for _, process in servers.values():
+            process.terminate()
+            process.wait(60)
+    return records
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    """The issue's targets, computed from the measurements above."""
+    summary = []
+    for model in dict.fromkeys(r["model"] for r in results):
+        api = {r["how"]: r for r in results if r["bench"] == "api" and r["model"] == model}
+        if api:
+            summary.append(
+                {
+                    "bench": "summary",
+                    "model": model,
+                    "target": "API batched >= 3x one-at-a-time (2 CPU cores)",
+                    "measured": api["batched_length_sorted"]["speedup_vs_one_at_a_time"],
+                }
+            )
+        http = {(r["batching"], r["clients"]): r for r in results if r["bench"] == "http" and r["model"] == model}
+        top = max((c for _, c in http), default=None)
+        if top is not None and ("on", top) in http and ("off", top) in http:
+            on, off = http["on", top], http["off", top]
+            summary.append(
+                {
+                    "bench": "summary",
+                    "model": model,
+                    "target": f"HTTP at {top} clients: batching on >= 3x req/s of off; p99 <= 4x p50",
+                    "req_per_s_ratio": round(on["requests_per_s"] / off["requests_per_s"], 2),
+                    "p99_over_p50_on": round(on["p99_ms"] / on["p50_ms"], 2),
+                    "p99_over_p50_off": round(off["p99_ms"] / off["p50_ms"], 2),
+                }
+            )
+    return summary
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    return {
+        "command": " ".join(sys.argv),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "transformers": transformers.__version__,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="the UCI SMSSpamCollection file (label<TAB>text)")
+    parser.add_argument("--out", help="write every measurement as JSON here")
+    parser.add_argument("--device", help="auto (default), cpu, cuda")
+    parser.add_argument("--models", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    parser.add_argument("--batch-size", type=int, default=32, help="API batch size and the server's max batch")
+    parser.add_argument("--requests", type=int, default=2000, help="HTTP requests per measurement (smoke)")
+    parser.add_argument("--gpt2-requests", type=int, default=150, help="HTTP requests per measurement (gpt2)")
+    parser.add_argument(
+        "--gpt2-api-messages", type=int, default=500, help="messages in the gpt2 API runs (a fixed random sample)"
+    )
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the server's --max-wait-ms")
+    parser.add_argument("--rounds", type=int, default=5, help="API runs interleave the three ways over N slices")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["api", "http"])
+    args = parser.parse_args()
+
+    texts = read_messages(Path(args.data))
+    env = environment(args)
+    print(json.dumps({"bench": "environment", **env}), flush=True)
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="serve-speed-") as tmp:
+        for model in args.models:
+            model_dir = build_model_dir(model, Path(tmp))
+            sample = texts if model == "smoke" else random.Random(0).sample(texts, args.gpt2_api_messages)
+            if "api" not in args.skip:
+                for record in bench_api(model_dir, model, sample, args.batch_size, args.device, args.rounds):
+                    emit(results, record)
+            if "http" not in args.skip:
+                requests = args.requests if model == "smoke" else args.gpt2_requests
+                results += asyncio.run(bench_http(model_dir, model, texts, args, requests))
+    for record in summarize(results):
+        emit(results, record)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"environment": env, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
