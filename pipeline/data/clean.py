@@ -66,7 +66,8 @@ def _yaml_key(key: str) -> str:
 
 def _natural_key(key: str) -> tuple[bool, int, str]:
     # Sort "2" before "10" when suggesting ids for numeric labels.
-    numeric = key.lstrip("-").isdigit()
+    digits = key.removeprefix("-")
+    numeric = digits.isascii() and digits.isdigit()  # str.isdigit() is also true for "¹" or "٣", int() is not
     return (not numeric, int(key) if numeric else 0, key)
 
 

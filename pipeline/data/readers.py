@@ -208,8 +208,22 @@ def _parse_json(text: str, path: Path) -> pd.DataFrame:
             raise DataError(
                 f"{path} {unit} {number} is a {type(record).__name__}, not a JSON object; write one object per row"
             )
+        if any(isinstance(value, str) and not _is_unicode(value) for value in record.values()):
+            # JSON may escape half a surrogate pair ("\ud800"): valid JSON, but not text any tokenizer can take.
+            raise DataError(
+                f"{path} {unit} {number} holds a lone surrogate escape (like \\ud800), which is not Unicode text; "
+                "fix or drop that value"
+            )
         rows.append(record)
     return pd.DataFrame(rows)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -72,6 +72,13 @@ class Classifier:
             raise ServeError(
                 f"input(s) {', '.join(map(str, bad[:10]))} (0-based) are empty or not text; pass non-empty strings"
             )
+        # Lone surrogates (from undecodable command-line bytes or "\ud800" JSON escapes) cannot reach the tokenizer.
+        broken = [i for i, t in enumerate(texts) if not _is_unicode_text(t)]
+        if broken:
+            raise ServeError(
+                f"input(s) {', '.join(map(str, broken[:10]))} (0-based) are not valid Unicode text (lone surrogate "
+                "characters); pass UTF-8 text"
+            )
         probs = self.probabilities(texts)
         decisions = self.decide(probs)
         return [
@@ -84,3 +91,11 @@ class Classifier:
             )
             for text, row, label in zip(texts, probs, decisions, strict=True)
         ]
+
+
+def _is_unicode_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
