@@ -40,7 +40,10 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.launch import stop_with_the_launcher
     from pipeline.run import run
+
+    stop_with_the_launcher()  # a DDP worker must not outlive its launcher (kill -9 of the launch)
 
     # Worked out now: under `accelerate launch` the launcher may be gone by the time a signal has stopped training.
     resume_hint = resume_command()

@@ -114,3 +114,26 @@ def maybe_relaunch_cpu_ddp(
         # and save a checkpoint) and waited for them; exit as a shell would for that signal.
         return 128 + int(err.sigval)
     return 0
+
+
+def stop_with_the_launcher(env: Mapping[str, str] | None = None) -> bool:
+    """In a worker of torch's elastic launcher (our CPU relaunch, or ``--multi_gpu``): receive SIGTERM when the
+    launcher dies, even by ``kill -9``. Returns whether it was set up.
+
+    The elastic launcher starts each worker in its own session, so ``kill -9`` of the launcher's process group
+    misses the workers: they would train on as orphans and finish the run. With the parent-death signal they
+    stop as on any SIGTERM: at a step boundary, with a checkpoint. Linux only (``prctl``); elsewhere a no-op.
+    """
+    env = os.environ if env is None else env
+    if "TORCHELASTIC_RUN_ID" not in env or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # from <linux/prctl.h>
+    launcher = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != launcher:  # it died while we set this up: the signal will not come, so act now
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

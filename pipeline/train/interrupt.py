@@ -5,7 +5,7 @@ The signal handler only records the signal; :class:`StopOnSignal` turns it into 
 ``control.should_training_stop`` at the end of the current optimizer step, where model, optimizer, scheduler
 and RNG states are consistent, so the Trainer writes a normal checkpoint and leaves its loop. Under DDP every
 rank must stop at the same step (a rank that went on would wait forever in the next all-reduce), so the flag
-is combined across processes with accelerate's ``set_trigger``/``check_trigger``. A second signal stops at
+is combined across processes with accelerate's ``set_trigger``/``check_trigger``. A second Ctrl-C stops at
 once: the checkpoint being written may then be incomplete, and resuming skips incomplete checkpoints
 (:func:`pipeline.train.trainer.resume_checkpoint`).
 """
@@ -58,15 +58,19 @@ class SignalStop:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.signum is not None:
-            # The user insists: stop now. Raised from wherever the main thread is; the checkpoint being written
-            # (if any) may be incomplete, and resume skips it.
+            if signum != signal.SIGINT:
+                # Repeated SIGTERMs say nothing new (a worker gets one per exiting thread of a killed launcher,
+                # see pipeline.launch.stop_with_the_launcher; a scheduler follows up with SIGKILL anyway).
+                return
+            # Ctrl-C again: the user insists, stop now. Raised from wherever the main thread is; the checkpoint
+            # being written (if any) may be incomplete, and resume skips it.
             raise TrainingInterrupted(
                 f"stopped at once by a second {name}; resume continues from the last complete checkpoint",
                 signum=signum,
                 checkpoint=None,
             )
         self.signum = signum
-        log.warning("%s: stopping after the current step and saving a checkpoint (send it again to stop at once)", name)
+        log.warning("%s: stopping after the current step and saving a checkpoint (Ctrl-C again stops at once)", name)
 
 
 class StoppedAfterCheckpoint(Exception):

@@ -22,9 +22,9 @@ from safetensors.torch import load_file
 
 from pipeline.cli import main
 from pipeline.export.folder import check_model_folder
-from pipeline.rundir import RESUME_FLAG
+from pipeline.rundir import RESUME_FLAG, RunDir
 from pipeline.serve.classifier import Classifier
-from pipeline.train.trainer import checkpoint_step
+from pipeline.train.trainer import checkpoint_step, last_complete_checkpoint
 from tests.conftest import write_toy_data
 from tests.reliability.conftest import ACCELERATE, SMOKE, Running, in_epoch, run_overrides, train_command
 
@@ -153,6 +153,22 @@ def test_sigterm_under_accelerate_launch_saves_and_prints_the_launch_command(wor
     step = int(last.split("at step ")[1].split()[0])
     assert checkpoint_step(run / "checkpoints" / f"checkpoint-{step}") == step
     assert (run / "INTERRUPTED").is_file() and not (run / "model").exists()
+
+
+def test_kill_9_of_a_two_process_launch_stops_its_workers_at_a_step_boundary(work):
+    # torch's elastic launcher starts the DDP workers in their own sessions, so kill -9 of the launch's process
+    # group misses them; without their parent-death signal they trained on and finished the run as orphans.
+    run = work.root / "ddp-killed"
+    two_cpu = [*ACCELERATE, "--num_processes", "2", "--cpu"]
+    launched = Running.start(train_command(work.overrides("ddp-killed"), launcher=two_cpu))
+    launched.wait_for(in_epoch(1, 2))  # 3 steps per epoch with 2 processes: epoch 1's checkpoint is complete
+    launched.kill(signal.SIGKILL)
+    launched.finish()  # the output ends when the last process holding it, a worker, has exited
+    assert "interrupted: SIGTERM stopped training at step " in launched.text
+    assert not (run / "metrics.json").exists() and not (run / "model").exists()
+    assert "SIGTERM stopped training" in (run / "INTERRUPTED").read_text()
+    checkpoint = last_complete_checkpoint(RunDir(run))
+    assert checkpoint is not None and checkpoint_step(checkpoint) > 3
 
 
 def test_predict_and_evaluate_refuse_an_incomplete_model_folder(work, uninterrupted, tmp_path, capsys):
