@@ -171,6 +171,14 @@ def test_kill_9_of_a_two_process_launch_stops_its_workers_at_a_step_boundary(wor
     assert checkpoint is not None and checkpoint_step(checkpoint) > 3
 
 
+def test_predict_takes_a_run_dir_and_names_the_empty_inputs(uninterrupted, capsys):
+    assert main(["predict", str(uninterrupted()), "WINNER! claim your FREE prize now, call 80999"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("ham", "spam")
+    assert main(["predict", str(uninterrupted()), "hello", " ", "see you", ""]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' weight-loading progress bar
+    assert last == "error: input(s) 1, 3 (0-based) are empty or not text; pass non-empty strings"
+
+
 def test_predict_and_evaluate_refuse_an_incomplete_model_folder(work, uninterrupted, tmp_path, capsys):
     broken = tmp_path / "run"
     shutil.copytree(uninterrupted(), broken)

@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import TrainerCallback
 
 from pipeline import cli
@@ -89,6 +90,25 @@ def test_a_signal_in_the_last_step_of_an_epoch_lets_that_epoch_evaluate_first(tm
     assert any("eval_loss" in entry and entry["epoch"] == 1.0 for entry in state["log_history"])
     assert any("train_eval_loss" in entry and entry["epoch"] == 1.0 for entry in state["log_history"])
     assert state["best_model_checkpoint"].endswith("checkpoint-6")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["training.fp16=true"], "training.fp16=true needs a CUDA GPU"),
+        (["training.save_strategy=no"], "training.save_strategy=no contradicts training.load_best_model_at_end=true"),
+    ],
+)
+def test_contradictory_training_options_are_refused_before_anything_is_written(
+    tmp_path, toy_data_file, capsys, overrides, fragment
+):
+    if "training.fp16=true" in overrides and torch.cuda.is_available():
+        pytest.skip("fp16 is valid with a GPU")
+    args = ["train", "--config", SMOKE, *tiny_overrides(toy_data_file, tmp_path / "run", tmp_path / "cache")]
+    assert main([*args, *overrides]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and fragment in last, last
+    assert not (tmp_path / "run").exists()
 
 
 def make_checkpoint(folder: Path, step: int, *, state: str | None = None, weights: bool = True) -> Path:
