@@ -131,9 +131,10 @@ def train_until_done_or_signalled(trainer: Trainer, resume: str | None, run: Run
     # The main process wrote the checkpoint (the others may get here while it still writes): only it looks.
     checkpoint = last_complete_checkpoint(run) if main else None
     state = trainer.state
+    kept = f"checkpoint {checkpoint} is kept" if checkpoint else "no complete checkpoint was written yet"
     message = (
         f"{signal.Signals(signum).name} stopped training at step {state.global_step} (epoch {state.epoch or 0:.2f}); "
-        f"checkpoint {checkpoint} is kept"
+        f"{kept}"
     )
     if main:
         mark_interrupted(run, f"{message}; rerun the same command with {RESUME_FLAG} to continue")
