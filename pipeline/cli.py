@@ -15,6 +15,7 @@ spam-tune search   --config configs/lora.yaml --trials 20 [...]   (Optuna on val
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -23,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import RunConfig, config_keys, load_config
-from pipeline.errors import SpamTuneError
+from pipeline.errors import SpamTuneError, TrainingInterrupted
+from pipeline.rundir import RESUME_FLAG
 from pipeline.serve.cli_args import add_predict_file_arguments, add_serve_arguments
 
 log = logging.getLogger("spam_tune")
@@ -41,9 +43,18 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.launch import stop_with_the_launcher
     from pipeline.run import run
 
-    result = run(_config(args))
+    stop_with_the_launcher()  # a DDP worker must not outlive its launcher (kill -9 of the launch)
+
+    # Worked out now: under `accelerate launch` the launcher may be gone by the time a signal has stopped training.
+    resume_hint = resume_command()
+    try:
+        result = run(_config(args))
+    except TrainingInterrupted as err:
+        err.resume_hint = resume_hint
+        raise
     test = result.metrics.get("test")
     if test and _is_main_process():
         print(f"test accuracy {test['accuracy']:.4f}  f1 {test['f1']:.4f}  ->  {result.run_dir.root}")
@@ -260,11 +271,39 @@ def train_script(argv: list[str]) -> int:
     from pipeline.launch import maybe_relaunch_cpu_ddp
 
     try:
-        code = maybe_relaunch_cpu_ddp(argv)
+        # A bad config fails here, once, before any worker starts (each worker would print the same error).
+        code = maybe_relaunch_cpu_ddp(argv, preflight=lambda: _config(build_parser().parse_args(["train", *argv])))
     except SpamTuneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_error(err)
     return code if code is not None else main(["train", *argv])
+
+
+def report_error(err: SpamTuneError) -> int:
+    """Print the one-line message (once: on the main process only; every rank hit the same input) -> exit code."""
+    if _is_main_process():
+        if isinstance(err, TrainingInterrupted):
+            print(f"interrupted: {err}; to resume, run: {err.resume_hint or resume_command()}", file=sys.stderr)
+        else:
+            print(f"error: {err}", file=sys.stderr)
+    return err.exit_code
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command that started this run, with ``training.resume_from_checkpoint=true`` (what to run to continue)."""
+    import shlex
+
+    from pipeline.launch import launcher_command_line
+
+    argv = sys.argv if argv is None else argv
+    launcher = launcher_command_line()
+    if launcher is not None:  # under `accelerate launch`: the user typed that, not our script's argv
+        words = ["accelerate", "launch", *launcher]
+    elif argv[0].endswith(".py"):
+        words = ["python", argv[0], *argv[1:]]
+    else:
+        words = [Path(argv[0]).name, *argv[1:]]
+    kept = [w for w in words if not w.startswith("training.resume_from_checkpoint=")]
+    return shlex.join([*kept, RESUME_FLAG])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +312,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SpamTuneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        return report_error(err)
+    except KeyboardInterrupt:
+        # Ctrl-C outside training (which stops at a step boundary by itself): a line, not a traceback.
+        if _is_main_process():
+            print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        # Every output is written aside and renamed, so what exists is whole; a training run resumes.
+        if _is_main_process():
+            where = f" writing {err.filename}" if err.filename else ""
+            print(
+                f"error: disk full{where}; free some space and rerun (a training run: add {RESUME_FLAG})",
+                file=sys.stderr,
+            )
         return 2
 
 

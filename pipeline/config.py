@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,8 +43,15 @@ class DataConfig:
     """File format of ``path``; ``auto`` decides by extension (no extension: the UCI TSV)."""
     hub_name: str | None = None
     hub_split: str = "train"
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str | int = "text"
+    """Column of the texts: its name, or with ``header: false`` its position (0 = first column)."""
+    label_column: str | int = "label"
+    """Column of the labels: its name, or with ``header: false`` its position (0 = first column)."""
+    header: bool = True
+    """CSV/TSV: the first row names the columns. ``false``: every row is data and ``text_column`` /
+    ``label_column`` are positions, e.g. ``text_column: 1, label_column: 0`` for ``label,text`` rows."""
+    encoding: str = "utf-8"
+    """Text encoding of a CSV/TSV/JSONL/UCI file (``latin-1``, ``cp1252``, ``utf-16``, ...); a UTF-8 BOM is skipped."""
     labels: dict[str, int] = field(default_factory=lambda: {"ham": 0, "spam": 1})
     """Raw label value -> class id. Ids must be 0..K-1; the first name given for an id is its name.
     A raw label not listed here is an error naming it."""
@@ -83,6 +91,39 @@ class DataConfig:
             )
         if self.split_mode == "book" and self.balance != "undersample":
             raise ConfigError("data.split_mode=book implies data.balance=undersample; drop the balance override")
+        self._check_columns()
+        self._check_encoding()
+
+    def _check_columns(self) -> None:
+        columns = {"text_column": self.text_column, "label_column": self.label_column}
+        if self.header:
+            position = next((key for key, value in columns.items() if isinstance(value, int)), None)
+            if position is not None:
+                raise ConfigError(
+                    f"data.{position}={columns[position]} is a column position, which needs data.header=false; "
+                    f"give the column's name instead (quote it, data.{position}='{columns[position]}', if the "
+                    "header really names it so)"
+                )
+            return
+        if self.format in ("jsonl", "parquet"):
+            raise ConfigError(f"data.header=false applies to CSV/TSV files, not data.format={self.format}; drop it")
+        named = [key for key, value in columns.items() if not isinstance(value, int)]
+        if named or any(value < 0 for value in columns.values()):
+            raise ConfigError(
+                "data.header=false needs data.text_column and data.label_column as column positions (0 = first "
+                f"column), got {self.text_column!r} and {self.label_column!r}; e.g. data.text_column=1 "
+                "data.label_column=0"
+            )
+        if self.text_column == self.label_column:
+            raise ConfigError(f"data.text_column and data.label_column are both column {self.text_column}; set two")
+
+    def _check_encoding(self) -> None:
+        try:
+            "a".encode(self.encoding)  # LookupError for unknown names and for bytes-to-bytes codecs (base64, zip)
+        except LookupError:
+            raise ConfigError(
+                f"data.encoding={self.encoding!r} is not a text encoding; e.g. utf-8, latin-1, cp1252, utf-16"
+            ) from None
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -320,6 +361,16 @@ class HubConfig:
             _check_hub_repo_id(self.repo_id)
         if self.push_at_end and not self.repo_id:
             raise ConfigError("hub.push_at_end=true needs hub.repo_id=OWNER/NAME (your user or org on the Hub)")
+
+
+def looks_like_local_path(name: str) -> bool:
+    """True when a model/tokenizer name is written as a local path rather than a Hub id (``OWNER/NAME``).
+
+    Paths start with ``/``, ``.`` or ``~``, or hold more than one ``/`` (or a Windows separator); a bare ``a/b``
+    could be either, and is left to transformers (local dir if it exists, else the Hub).
+    """
+    separators = {os.sep, os.altsep} - {None, "/"}
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or any(sep in name for sep in separators)
 
 
 def hub_repo_id_problem(repo_id: str) -> str | None:

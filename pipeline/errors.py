@@ -16,6 +16,9 @@ MAX_QUOTED_CHARS = 300
 class SpamTuneError(Exception):
     """A user-fixable problem; ``str(err)`` is a single line naming the problem and the fix."""
 
+    exit_code = 2
+    """The CLI's exit status for this error."""
+
     def __init__(self, message: str) -> None:
         # Messages quote file names and library errors; a stray newline in them must not break the
         # CLI's one-line "error: ..." contract.
@@ -36,6 +39,21 @@ class ModelError(SpamTuneError):
 
 class TrainingError(SpamTuneError):
     """Training cannot start or continue (bad checkpoint, settings TrainingArguments rejects)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT/SIGTERM stopped training at a step boundary, after a checkpoint was written; exit 128 + signal.
+
+    Like a shell, the exit status says which signal stopped the run (130: Ctrl-C, 143: SIGTERM), so schedulers and
+    scripts can tell an interruption from a failure.
+    """
+
+    def __init__(self, message: str, *, signum: int, checkpoint: str | None) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+        self.checkpoint = checkpoint
+        self.resume_hint: str | None = None
+        """The command that continues the run (set by the CLI, which knows how the run was started)."""
 
 
 class ModelFolderError(SpamTuneError):

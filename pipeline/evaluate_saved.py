@@ -43,6 +43,10 @@ class Target:
     cfg: RunConfig | None
 
 
+SPLIT_CSV = {"text_column": "text", "label_column": "label", "header": True, "encoding": "utf-8", "format": "csv"}
+"""How a run's split CSVs (written by pipeline.data.split.write_split_csvs) are read, whatever the run's data was."""
+
+
 def resolve_target(path: str | Path) -> Target:
     """A run dir (with ``model/``) or a model dir (inside a run or standalone)."""
     model_dir = resolve_model_dir(path)
@@ -61,11 +65,17 @@ def data_config(
     names = base.labels if target.cfg else {name: idx for idx, name in id2label.items()}
     labels = {str(i): i for i in id2label if str(i) not in names} | dict(names)
     if split_file:  # the run's split CSVs: columns text, label (name), label_id
-        return dataclasses.replace(base, text_column="text", label_column="label", labels=labels, format="csv")
+        return dataclasses.replace(base, labels=labels, **SPLIT_CSV)
+
+    def column(given: str | None, default: str | int) -> str | int:
+        if given is None:
+            return default
+        return int(given) if not base.header and given.isascii() and given.isdigit() else given  # a position
+
     return dataclasses.replace(
         base,
-        text_column=text_column or base.text_column,
-        label_column=label_column or base.label_column,
+        text_column=column(text_column, base.text_column),
+        label_column=column(label_column, base.label_column),
         labels=labels,
     )
 
@@ -180,7 +190,7 @@ def _baseline_train(target: Target, cfg_data: DataConfig) -> tuple[list[str], np
     train_csv = target.run.data / "train.csv"
     if not train_csv.is_file():
         return None
-    split_cfg = dataclasses.replace(cfg_data, text_column="text", label_column="label", format="csv")
+    split_cfg = dataclasses.replace(cfg_data, **SPLIT_CSV)
     train = read_labeled_file(split_cfg, str(train_csv))
     return train["text"].tolist(), train["label"].to_numpy()
 

@@ -10,9 +10,10 @@ from the launcher's own command line and start the N workers with torch's elasti
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pipeline.errors import SpamTuneError
 
@@ -27,21 +28,51 @@ def single_process_cpu_launch(env: Mapping[str, str]) -> bool:
     )
 
 
-def num_processes_from_launcher(cmdline: Sequence[str]) -> int | None:
-    """``--num_processes N`` (or ``--num_processes=N``) from an ``accelerate launch`` command line."""
+def launch_arguments(cmdline: Sequence[str]) -> list[str] | None:
+    """What follows ``launch`` in an ``accelerate launch`` command line (its options, the script, its arguments)."""
     # `accelerate launch ...`, `python -m accelerate.commands.launch ...` or `accelerate-launch ...`
     starts = [i for i, part in enumerate(cmdline) if part == "launch" or part.endswith(("commands.launch", "-launch"))]
-    if not starts:
+    return list(cmdline[starts[0] + 1 :]) if starts else None
+
+
+def num_processes_from_launcher(cmdline: Sequence[str]) -> int | None:
+    """``--num_processes N`` (or ``--num_processes=N``) from an ``accelerate launch`` command line."""
+    rest = launch_arguments(cmdline)
+    if rest is None:
         return None
     from accelerate.commands.launch import launch_command_parser
 
-    rest = list(cmdline[starts[0] + 1 :])
     args, _ = launch_command_parser().parse_known_args(rest)
     return args.num_processes
 
 
-def maybe_relaunch_cpu_ddp(script_args: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
-    """Start the DDP workers if accelerate started us alone; return their exit code, or None to go on."""
+def launcher_command_line(max_depth: int = 3) -> list[str] | None:
+    """The arguments of the ``accelerate launch`` that started this process (a parent, or a DDP worker's
+    grandparent), or None when there is none: what a user would type again to rerun this run."""
+    import psutil
+
+    try:
+        process = psutil.Process().parent()
+        for _ in range(max_depth):
+            if process is None:
+                return None
+            found = launch_arguments(process.cmdline())
+            if found is not None:
+                return found
+            process = process.parent()
+    except psutil.Error:  # a parent exited meanwhile, or its command line is not ours to read
+        return None
+    return None
+
+
+def maybe_relaunch_cpu_ddp(
+    script_args: Sequence[str], env: Mapping[str, str] | None = None, preflight: Callable[[], object] | None = None
+) -> int | None:
+    """Start the DDP workers if accelerate started us alone; return their exit code, or None to go on.
+
+    ``preflight()`` runs first when workers are about to start (e.g. the config check): what it raises stops the
+    launch before any worker exists.
+    """
     env = os.environ if env is None else env
     if not single_process_cpu_launch(env):
         return None
@@ -55,6 +86,9 @@ def maybe_relaunch_cpu_ddp(script_args: Sequence[str], env: Mapping[str, str] | 
         )
     if n <= 1:
         return None
+    if preflight is not None:
+        preflight()
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -67,8 +101,39 @@ def maybe_relaunch_cpu_ddp(script_args: Sequence[str], env: Mapping[str, str] | 
             *script_args,
         ]
     )
+    # The workers print their own one-line errors (the main rank only); the elastic agent would add a failure
+    # summary and, on Ctrl-C, a "got signal" warning per worker. Its errors come back as exit codes instead.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         run(launcher_args)
-    except ChildFailedError:
-        return 1
+    except ChildFailedError as err:
+        _, failure = err.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode  # -15 (killed by SIGTERM): 143
+    except SignalException as err:
+        # Ctrl-C / SIGTERM reached this agent: it passed SIGTERM on to the workers (they stop at a step boundary
+        # and save a checkpoint) and waited for them; exit as a shell would for that signal.
+        return 128 + int(err.sigval)
     return 0
+
+
+def stop_with_the_launcher(env: Mapping[str, str] | None = None) -> bool:
+    """In a worker of torch's elastic launcher (our CPU relaunch, or ``--multi_gpu``): receive SIGTERM when the
+    launcher dies, even by ``kill -9``. Returns whether it was set up.
+
+    The elastic launcher starts each worker in its own session, so ``kill -9`` of the launcher's process group
+    misses the workers: they would train on as orphans and finish the run. With the parent-death signal they
+    stop as on any SIGTERM: at a step boundary, with a checkpoint. Linux only (``prctl``); elsewhere a no-op.
+    """
+    env = os.environ if env is None else env
+    if "TORCHELASTIC_RUN_ID" not in env or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # from <linux/prctl.h>
+    launcher = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != launcher:  # it died while we set this up: the signal will not come, so act now
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

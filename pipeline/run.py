@@ -10,6 +10,7 @@ directory is created. Under DDP every process runs this function; only the main 
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from pipeline.config import RunConfig
 from pipeline.data.split import DataSummary, load_splits, write_split_csvs
 from pipeline.data.tokenize import load_tokenizer, tokenize_splits
-from pipeline.errors import PushError
+from pipeline.errors import PushError, TrainingInterrupted
 from pipeline.evaluation.metrics import trainer_metrics
 from pipeline.evaluation.predictions import Evaluation, evaluate_run
 from pipeline.export.trained import export_run_model, run_metadata
@@ -28,9 +29,19 @@ from pipeline.fileio import write_atomic, write_json
 from pipeline.model.load import load_model
 from pipeline.model.modes import count_parameters
 from pipeline.report.builder import write_run_report
-from pipeline.rundir import RunDir, check_run_dir, environment_info, library_versions
+from pipeline.rundir import (
+    RESUME_FLAG,
+    RunDir,
+    check_run_dir,
+    clear_interrupted,
+    clear_previous_run,
+    environment_info,
+    library_versions,
+    mark_interrupted,
+)
 from pipeline.train.arguments import build_training_arguments
-from pipeline.train.trainer import build_trainer, resume_checkpoint
+from pipeline.train.interrupt import SignalStop, StopOnSignal, StoppedAfterCheckpoint
+from pipeline.train.trainer import build_trainer, last_complete_checkpoint, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +86,14 @@ def run(cfg: RunConfig) -> RunResult:
     parameters = count_parameters(model)
     main = args.should_save
     if main:
+        if cfg.output.overwrite and resume is None:
+            clear_previous_run(run_dir)
         write_run_inputs(cfg, run_dir, splits, summary)
 
     trainer = build_trainer(
         cfg, model, tokenizer, tokenized, args, compute_metrics=trainer_metrics, class_weights=summary.class_weights
     )
-    train_output = trainer.train(resume_from_checkpoint=resume)
+    train_output = train_until_done_or_signalled(trainer, resume, run_dir, main)
     evaluation = evaluate_run(trainer, splits, tokenized, cfg)
     metrics = run_metrics(cfg, evaluation, trainer, train_output.metrics, summary, parameters)
 
@@ -92,10 +105,41 @@ def run(cfg: RunConfig) -> RunResult:
         export_trained(cfg, run_dir, trainer, tokenizer, evaluation, metrics)
     if main:
         write_json(run_dir.metrics, metrics)  # last: its presence marks a finished run
+        clear_interrupted(run_dir)
         log.info("wrote %s", run_dir.metrics)
         if cfg.hub.push_at_end:
             push_finished_run(run_dir, cfg)
     return RunResult(run_dir, metrics)
+
+
+def train_until_done_or_signalled(trainer: Trainer, resume: str | None, run: RunDir, main: bool) -> Any:
+    """``trainer.train``; SIGINT/SIGTERM end it at a step boundary with a checkpoint and raise TrainingInterrupted."""
+    output = None
+    with SignalStop() as stop:
+        stopper = StopOnSignal(stop, trainer.accelerator)
+        trainer.add_callback(stopper)
+        try:
+            output = trainer.train(resume_from_checkpoint=resume)
+        except StoppedAfterCheckpoint:
+            pass
+        except TrainingInterrupted as err:  # a second signal: stopped at once
+            if main:
+                mark_interrupted(run, f"{err}; rerun the same command with {RESUME_FLAG} to continue")
+            raise
+    signum = stopper.signum or stop.signum  # a signal after the last step: training is done, but stop as asked
+    if signum is None:
+        return output
+    # The main process wrote the checkpoint (the others may get here while it still writes): only it looks.
+    checkpoint = last_complete_checkpoint(run) if main else None
+    state = trainer.state
+    kept = f"checkpoint {checkpoint} is kept" if checkpoint else "no complete checkpoint was written yet"
+    message = (
+        f"{signal.Signals(signum).name} stopped training at step {state.global_step} (epoch {state.epoch or 0:.2f}); "
+        f"{kept}"
+    )
+    if main:
+        mark_interrupted(run, f"{message}; rerun the same command with {RESUME_FLAG} to continue")
+    raise TrainingInterrupted(message, signum=signum, checkpoint=str(checkpoint) if checkpoint else None)
 
 
 def push_finished_run(run: RunDir, cfg: RunConfig) -> str:

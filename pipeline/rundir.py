@@ -10,17 +10,25 @@ Layout::
       metrics.json         train / validation / test metrics; written last, so it marks a finished run
       report.md, plots/    the readable report and its figures
       environment.json     library versions, hardware, processes, timings
+      INTERRUPTED          only after SIGINT/SIGTERM stopped training: what stopped it and how to resume;
+                           removed when the run finishes
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import TrainingError
+from pipeline.fileio import write_atomic
+
+RESUME_FLAG = "training.resume_from_checkpoint=true"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,17 @@ class RunDir:
     def environment(self) -> Path:
         return self.root / "environment.json"
 
+    @property
+    def interrupted(self) -> Path:
+        return self.root / "INTERRUPTED"
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """The Trainer's ``checkpoint-<step>`` folders, oldest step first (complete or not)."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.checkpoints.iterdir() if (m := _CHECKPOINT.match(p.name))]
+        return [p for _, p in sorted(found) if p.is_dir()]
+
     @classmethod
     def containing(cls, model_dir: Path) -> RunDir | None:
         """The run a model folder sits in (``<run>/model``, or a merge beside it), or None outside any run."""
@@ -76,7 +95,35 @@ def check_run_dir(root: Path, *, overwrite: bool, resume: bool) -> RunDir:
             f"output.dir {run.root} already holds a finished run; choose another output.dir=DIR, "
             "or pass output.overwrite=true to replace it"
         )
+    checkpoints = run.checkpoint_dirs()
+    if checkpoints and not run.metrics.exists() and not (overwrite or resume):
+        # An interrupted run: starting over here would mix two runs and rotate its checkpoints away.
+        raise TrainingError(
+            f"output.dir {run.root} holds an unfinished run (checkpoints up to {checkpoints[-1].name}, no "
+            f"metrics.json); continue it with {RESUME_FLAG}, or start over with output.overwrite=true"
+        )
     return run
+
+
+def clear_previous_run(run: RunDir) -> None:
+    """``output.overwrite=true`` without resume: drop the old run's checkpoints and end markers before training.
+
+    Only what a run writes and a new run would not replace as a whole: old checkpoints would otherwise mix with
+    the new ones (and a later resume could pick one of them); the old ``metrics.json`` and ``INTERRUPTED`` would
+    describe a run that no longer exists. Everything else is rewritten by the new run.
+    """
+    shutil.rmtree(run.checkpoints, ignore_errors=True)
+    for marker in (run.metrics, run.interrupted):
+        marker.unlink(missing_ok=True)
+
+
+def mark_interrupted(run: RunDir, message: str) -> None:
+    """Leave ``INTERRUPTED`` in the run dir: what stopped the run and how to continue it."""
+    write_atomic(run.interrupted, message + "\n")
+
+
+def clear_interrupted(run: RunDir) -> None:
+    run.interrupted.unlink(missing_ok=True)
 
 
 def library_versions() -> dict[str, str]:

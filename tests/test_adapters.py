@@ -244,7 +244,10 @@ def test_adapter_config_errors() -> None:
 @pytest.mark.parametrize("path", [LORA_YAML, QLORA_YAML])
 def test_adapter_recipes_are_headed_by_their_launch_command(path: Path) -> None:
     first = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first == f"# accelerate launch --config_file accelerate_config.yaml train.py --config configs/{path.name}"
+    assert (
+        first
+        == f"# accelerate launch --quiet --config_file accelerate_config.yaml train.py --config configs/{path.name}"
+    )
     cfg = load_config(path)
     assert cfg.model.mode == path.stem
     assert cfg.training.gradient_checkpointing is (path.stem == "qlora")

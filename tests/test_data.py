@@ -418,7 +418,8 @@ def test_fetch_uci_downloads_and_caches(tmp_path: Path) -> None:
 def test_fetch_uci_falls_back_to_mirror(tmp_path: Path) -> None:
     cfg = _fetch_cfg(tmp_path)
     opener = _Opener({cfg.url: urllib.error.URLError("name resolution failed"), cfg.mirror_url: _zip(FAKE_FILE)})
-    assert fetch_uci(cfg, progress=False, urlopen=opener).read_bytes() == FAKE_FILE
+    # attempts=1: retries of one URL are tested in tests/reliability/test_download.py
+    assert fetch_uci(cfg, progress=False, urlopen=opener, attempts=1).read_bytes() == FAKE_FILE
     assert opener.calls == [cfg.url, cfg.mirror_url]
 
 
@@ -426,7 +427,12 @@ def test_fetch_uci_both_fail(tmp_path: Path) -> None:
     cfg = _fetch_cfg(tmp_path)
     opener = _Opener({cfg.url: TimeoutError("timed out"), cfg.mirror_url: _zip(FAKE_FILE, member="other")})
     _raises(
-        [cfg.url, cfg.mirror_url, "data.source=file data.path=FILE"], fetch_uci, cfg, progress=False, urlopen=opener
+        [cfg.url, cfg.mirror_url, "data.source=file data.path=FILE"],
+        fetch_uci,
+        cfg,
+        progress=False,
+        urlopen=opener,
+        attempts=1,
     )
     cache = tmp_path / "cache"
     assert not cache.exists() or list(cache.iterdir()) == []

@@ -66,7 +66,8 @@ def _yaml_key(key: str) -> str:
 
 def _natural_key(key: str) -> tuple[bool, int, str]:
     # Sort "2" before "10" when suggesting ids for numeric labels.
-    numeric = key.lstrip("-").isdigit()
+    digits = key.removeprefix("-")
+    numeric = digits.isascii() and digits.isdigit()  # str.isdigit() is also true for "¹" or "٣", int() is not
     return (not numeric, int(key) if numeric else 0, key)
 
 
@@ -101,3 +102,13 @@ def _unknown_labels_fix(bad: pd.Series, keys: pd.Series, cfg: DataConfig) -> str
     example = "{" + ", ".join(f"{_yaml_key(k)}: {v}" for k, v in suggestion.items()) + "}"
     tail = "; rows with a missing label must be labeled or removed" if bad.isna().any() else ""
     return f"map every raw label to a class id (0..K-1), e.g. data.labels={example}{tail}"
+
+
+def is_unicode_text(text: str) -> bool:
+    """False for a string holding lone surrogates: valid in Python (a JSON "\\ud800" escape decodes to one) but
+    not Unicode text, and no tokenizer takes it. Readers, ``predict`` and the server refuse such texts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

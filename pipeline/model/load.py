@@ -16,6 +16,7 @@ from typing import Any
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
 
 from pipeline.config import AdapterConfig, ModelConfig
+from pipeline.data.tokenize import check_local_dir
 from pipeline.errors import ModelError
 from pipeline.model import DTYPES
 from pipeline.model.modes import count_parameters, freeze_all_but_last_blocks
@@ -46,6 +47,7 @@ def load_model(
     if cfg.from_config is not None:
         model = _from_config(cfg.from_config, labels)
     else:
+        check_local_dir(cfg.name_or_path, "model.name_or_path")
         source = cfg.name_or_path
         if cfg.gguf_file:
             guard = main_process_first() if main_process_first else contextlib.nullcontext()

@@ -35,6 +35,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.data.clean import is_unicode_text
 from pipeline.serve.batcher import BatchFailed, DynamicBatcher, NotRunning, Overloaded
 from pipeline.serve.metrics import CONTENT_TYPE, RequestMetricsMiddleware, ServeMetrics
 from pipeline.serve.schemas import INPUTS_HELP, ErrorResponse, Prediction, PredictRequest
@@ -94,6 +95,8 @@ def check_limits(texts: list[str], single: bool, settings: ServeSettings) -> Non
     for i, text in enumerate(texts):
         if not text.strip():
             raise RequestRefused(422, f"{_name(i, single)} is empty or only whitespace; send the text to classify")
+        if not is_unicode_text(text):  # else the tokenizer would fail the whole batch it lands in
+            raise RequestRefused(422, f"{_name(i, single)} holds lone surrogate characters; send valid Unicode text")
         if len(text) > settings.max_input_chars:
             raise RequestRefused(
                 413,

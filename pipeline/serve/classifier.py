@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.data.clean import is_unicode_text
 from pipeline.errors import ServeError
 from pipeline.evaluation.thresholds import apply_threshold
 from pipeline.export.folder import load_model_folder, resolve_model_dir
@@ -115,6 +116,13 @@ class Classifier:
         if bad:
             raise ServeError(
                 f"input(s) {', '.join(map(str, bad[:10]))} (0-based) are empty or not text; pass non-empty strings"
+            )
+        # Lone surrogates (from undecodable command-line bytes or "\ud800" JSON escapes) cannot reach the tokenizer.
+        broken = [i for i, t in enumerate(texts) if not is_unicode_text(t)]
+        if broken:
+            raise ServeError(
+                f"input(s) {', '.join(map(str, broken[:10]))} (0-based) are not valid Unicode text (lone surrogate "
+                "characters); pass UTF-8 text"
             )
         probs = self.probabilities(texts)
         decisions = self.decide(probs)

@@ -51,6 +51,10 @@ def build_training_arguments(cfg: RunConfig, run: RunDir) -> TrainingArguments:
     )
     own[name] = checkpointing
     own[f"{name}_kwargs"] = {"use_reentrant": False} if checkpointing else None
+    if "restore_callback_states_from_checkpoint" not in training.extra_args:
+        # A resumed run continues where it stopped, early-stopping patience counter included (the Trainer's
+        # default would reset it, so a resumed run could train longer than an uninterrupted one).
+        own["restore_callback_states_from_checkpoint"] = True
     if training.eval_strategy == "no":
         own["load_best_model_at_end"] = False
     elif training.load_best_model_at_end and training.save_strategy != "best":

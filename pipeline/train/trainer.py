@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import EarlyStoppingCallback, PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from pipeline.config import RunConfig
 from pipeline.data.tokenize import make_collator
 from pipeline.errors import TrainingError
 from pipeline.rundir import RunDir
 from pipeline.train.history import add_epoch_train_eval
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"
+"""The Trainer writes it last into a checkpoint, so a checkpoint whose state file parses is complete."""
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin")
 
 
 def class_weighted_loss(weights: list[float]):
@@ -58,17 +65,51 @@ def build_trainer(
     return trainer
 
 
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The step a checkpoint holds, or None when it is incomplete (killed while being written, or half rotated away).
+
+    The Trainer writes weights, optimizer, scheduler and RNG states first and ``trainer_state.json`` last; a kill
+    between those leaves a folder that would fail (or silently mislead) a resume.
+    """
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not any((checkpoint / name).is_file() for name in _WEIGHTS):
+        return None
+    step = state.get("global_step")
+    return step if isinstance(step, int) else None
+
+
+def last_complete_checkpoint(run: RunDir) -> Path | None:
+    """The newest checkpoint of ``run`` that is complete; incomplete newer ones are named in a warning."""
+    for checkpoint in reversed(run.checkpoint_dirs()):
+        if checkpoint_step(checkpoint) is not None:
+            return checkpoint
+        log.warning("skipping the incomplete checkpoint %s (interrupted while it was written)", checkpoint)
+    return None
+
+
 def resume_checkpoint(setting: bool | str | None, run: RunDir) -> str | None:
+    """The checkpoint ``training.resume_from_checkpoint`` points at (``true``: the run's last complete one)."""
     if not setting:
         return None
     if isinstance(setting, str):
         if not Path(setting).is_dir():
             raise TrainingError(f"training.resume_from_checkpoint={setting} is not a checkpoint dir")
-        return setting
-    last = get_last_checkpoint(str(run.checkpoints)) if run.checkpoints.is_dir() else None
-    if last is None:
-        raise TrainingError(
-            f"training.resume_from_checkpoint=true but {run.checkpoints} holds no checkpoint; "
-            "drop the option to start fresh"
-        )
-    return last
+        if checkpoint_step(Path(setting)) is None:
+            raise TrainingError(
+                f"training.resume_from_checkpoint={setting} is incomplete (no readable {TRAINER_STATE} or weights); "
+                "pass an earlier checkpoint, or true for the last complete one"
+            )
+        checkpoint = Path(setting)
+    else:
+        found = last_complete_checkpoint(run)
+        if found is None:
+            raise TrainingError(
+                f"training.resume_from_checkpoint=true but {run.checkpoints} holds no complete checkpoint; "
+                "drop the option to start fresh (add output.overwrite=true if the run dir is not empty)"
+            )
+        checkpoint = found
+    log.info("resuming from %s (step %d)", checkpoint, checkpoint_step(checkpoint))
+    return str(checkpoint)

@@ -28,7 +28,8 @@ def test_push_train_evaluate_merge_never_write_or_print_the_token(tmp_path: Path
     run = tmp_path / "run"
     overrides = tiny_overrides(data, run, tmp_path / "cache", **LORA)
     smoke = str(ROOT / "configs" / "smoke.yaml")
-    offline = cli_env(tmp_path / "hf_home", token=MARKER, HF_HUB_OFFLINE="1")
+    # One torch thread per subprocess: see tests/reliability/conftest.py (halves their CPU time on 2 shared cores).
+    offline = cli_env(tmp_path / "hf_home", token=MARKER, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     printed: list[str] = []
 
     def cli(args: list[str], env: dict[str, str]) -> str:
@@ -40,7 +41,7 @@ def test_push_train_evaluate_merge_never_write_or_print_the_token(tmp_path: Path
     assert "repo_id" in cli(["config", "--config", smoke, *overrides], offline)  # the printed config
     cli(["train", "--config", smoke, *overrides], offline)
     hub = FakeHub({MARKER: Account("alice")}).start()
-    online = cli_env(tmp_path / "hf_home", endpoint=hub.endpoint, token=MARKER)
+    online = cli_env(tmp_path / "hf_home", endpoint=hub.endpoint, token=MARKER, OMP_NUM_THREADS="1")
     after_training = [
         (["evaluate", str(run)], offline),
         (["merge", str(run / "model"), "--out", str(tmp_path / "merged")], offline),
