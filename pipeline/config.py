@@ -237,8 +237,14 @@ class TrainingConfig:
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
     eval_steps: float | None = None
     save_strategy: Literal["epoch", "steps", "best", "no"] = "epoch"
+    """When a resumable checkpoint (weights + optimizer state) may be written; see ``checkpoint_minutes``."""
     save_steps: float = 500
     save_total_limit: int | None = 2
+    checkpoint_minutes: float = 10.0
+    """Write a checkpoint that ``save_strategy`` asks for only once this many minutes of training have passed
+    since the start or the last checkpoint, so a crash loses at most about that much; 0 writes every one.
+    The best weights are kept in memory, so a short run writes no checkpoint and still ends with its best
+    epoch. (``save_strategy=best`` writes at every new best, as in transformers.) Ctrl-C/SIGTERM always write one."""
     load_best_model_at_end: bool = True
     metric_for_best_model: str = "f1"
     """A validation metric (accuracy, precision, recall, f1) or ``loss``."""
@@ -248,6 +254,13 @@ class TrainingConfig:
     fp16: bool | Literal["auto"] = "auto"
     """``auto``: on when CUDA lacks bf16 (older GPUs)."""
     gradient_checkpointing: bool = False
+    train_sampling_strategy: Literal["group_by_length", "random", "sequential"] = "group_by_length"
+    """``group_by_length``: batches of rows of similar length (shuffled in large random groups each epoch),
+    so padding adds ~5 % instead of ~130 % tokens on SMS data; ``random``: transformers' default."""
+    optim: str = "adamw_torch_fused"
+    """Any ``TrainingArguments.optim``; fused AdamW is one kernel per step (also on CPU: ~10x faster there)."""
+    tf32: bool | Literal["auto"] = "auto"
+    """TF32 matmuls for fp32 work on NVIDIA Ampere or newer; ``auto``: on where available."""
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without improvement of ``metric_for_best_model``."""
     resume_from_checkpoint: bool | str | None = None
@@ -264,6 +277,10 @@ class TrainingConfig:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate}")
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
             raise ConfigError("training.per_device_*_batch_size must be >= 1")
+        if self.checkpoint_minutes < 0:
+            raise ConfigError(
+                f"training.checkpoint_minutes must be >= 0 (0: every checkpoint), got {self.checkpoint_minutes}"
+            )
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
                 raise ConfigError("training.early_stopping_patience must be >= 1 (or null to disable)")
@@ -274,11 +291,6 @@ class TrainingConfig:
                 )
         if self.bf16 is True and self.fp16 is True:
             raise ConfigError("training.bf16 and training.fp16 are both true; set one of them to false")
-        if self.save_strategy == "no" and self.load_best_model_at_end and self.eval_strategy != "no":
-            raise ConfigError(
-                "training.save_strategy=no contradicts training.load_best_model_at_end=true (the best model needs a "
-                "checkpoint at each evaluation); set training.load_best_model_at_end=false, or save_strategy=best"
-            )
         own = {f.name for f in dataclasses.fields(self)}
         clash = sorted(own & set(self.extra_args))
         if clash:
@@ -314,9 +326,10 @@ class EvaluationConfig:
     """Write ``<run>/report.md`` (the model card ``<run>/model/README.md`` comes with every saved model)."""
     num_mistakes: int = 20
     """How many of the most confident test mistakes the report lists."""
-    epoch_train_rows: int = 512
+    epoch_train_rows: int = 256
     """Rows of the train split scored at the end of every epoch, for the train loss/accuracy curves
-    (the book's figures); 0 turns it off. A subset keeps it cheap."""
+    (the book's figures, which use 40); 0 turns it off. A subset keeps it cheap: 256 rows cost ~10 % of a
+    last_blocks epoch on the book split, 512 twice that."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.splits) - {"train", "validation", "test"})

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainingArguments, set_seed
+import torch
+from transformers import Trainer, set_seed
 
 from pipeline.config import RunConfig
 from pipeline.data.split import DataSummary, load_splits, write_split_csvs
@@ -39,6 +40,7 @@ from pipeline.rundir import (
     library_versions,
     mark_interrupted,
 )
+from pipeline.timing import Stages, seconds_since_process_start
 from pipeline.train.arguments import build_training_arguments
 from pipeline.train.interrupt import SignalStop, StopOnSignal, StoppedAfterCheckpoint
 from pipeline.train.trainer import build_trainer, last_complete_checkpoint, resume_checkpoint
@@ -58,6 +60,8 @@ def run(cfg: RunConfig) -> RunResult:
     run_dir = check_run_dir(
         Path(cfg.output.dir), overwrite=cfg.output.overwrite, resume=bool(cfg.training.resume_from_checkpoint)
     )
+    stages = Stages()
+    stages.seconds["start_up"] = seconds_since_process_start() or 0.0  # interpreter + imports
     set_seed(cfg.training.seed)
     args = build_training_arguments(cfg, run_dir)
     if cfg.hub.push_at_end:
@@ -65,24 +69,27 @@ def run(cfg: RunConfig) -> RunResult:
 
         resolve_token()  # no token: say so now, not after training
     resume = resume_checkpoint(cfg.training.resume_from_checkpoint, run_dir)
-    splits, summary = load_splits(cfg.data)
-    tokenizer = load_tokenizer(cfg.model)
-    cache_dir = Path(cfg.data.cache_dir).expanduser()
-    tokenized = tokenize_splits(
-        splits,
-        tokenizer,
-        cfg.model.max_length,
-        cache_dir=cache_dir / "tokenized",
-        main_process_first=args.main_process_first,
-    )
-    model = load_model(
-        cfg.model,
-        cfg.data.id2label,
-        tokenizer.pad_token_id,
-        cache_dir=cache_dir,
-        adapter=cfg.adapter,
-        main_process_first=args.main_process_first,
-    )
+    with stages("data"):
+        splits, summary = load_splits(cfg.data)
+    with stages("tokenize"):
+        tokenizer = load_tokenizer(cfg.model)
+        cache_dir = Path(cfg.data.cache_dir).expanduser()
+        tokenized = tokenize_splits(
+            splits,
+            tokenizer,
+            cfg.model.max_length,
+            cache_dir=cache_dir / "tokenized",
+            main_process_first=args.main_process_first,
+        )
+    with stages("model"):
+        model = load_model(
+            cfg.model,
+            cfg.data.id2label,
+            tokenizer.pad_token_id,
+            cache_dir=cache_dir,
+            adapter=cfg.adapter,
+            main_process_first=args.main_process_first,
+        )
     parameters = count_parameters(model)
     main = args.should_save
     if main:
@@ -93,17 +100,26 @@ def run(cfg: RunConfig) -> RunResult:
     trainer = build_trainer(
         cfg, model, tokenizer, tokenized, args, compute_metrics=trainer_metrics, class_weights=summary.class_weights
     )
-    train_output = train_until_done_or_signalled(trainer, resume, run_dir, main)
-    evaluation = evaluate_run(trainer, splits, tokenized, cfg)
+    with stages("train"):
+        train_output = train_until_done_or_signalled(trainer, resume, run_dir, main)
+    with stages("evaluate"):
+        evaluation = evaluate_run(trainer, splits, tokenized, cfg)
     metrics = run_metrics(cfg, evaluation, trainer, train_output.metrics, summary, parameters)
 
     if main:
-        environment = environment_info() | {"wall_seconds": round(time.time() - started, 2), **_processes(args)}
-        write_json(run_dir.environment, environment)
-        write_run_report(run_dir, cfg, evaluation, metrics, environment)
+        with stages("report"):
+            trainer.state.save_to_json(str(run_dir.root / "trainer_state.json"))  # the full log, step by step
+            environment = environment_info() | batch_layout(trainer)
+            environment["wall_seconds"] = round(time.time() - started, 2)
+            environment["stages_seconds"] = stages.to_dict()
+            write_run_report(run_dir, cfg, evaluation, metrics, environment)
     if cfg.output.save_model:
-        export_trained(cfg, run_dir, trainer, tokenizer, evaluation, metrics)
+        with stages("export"):
+            export_trained(cfg, run_dir, trainer, tokenizer, evaluation, metrics)
     if main:
+        environment["stages_seconds"] = stages.to_dict()
+        environment["wall_seconds"] = round(time.time() - started, 2)
+        write_json(run_dir.environment, environment)
         write_json(run_dir.metrics, metrics)  # last: its presence marks a finished run
         clear_interrupted(run_dir)
         log.info("wrote %s", run_dir.metrics)
@@ -163,13 +179,30 @@ def write_run_inputs(cfg: RunConfig, run: RunDir, splits: Any, summary: DataSumm
     write_json(run.data / "summary.json", summary.to_dict())
 
 
-def _processes(args: TrainingArguments) -> dict[str, int]:
-    """How many processes trained and the batch one optimizer step saw (changes results: record it)."""
+def batch_layout(trainer: Trainer) -> dict[str, Any]:
+    """Processes and the effective batch: what one optimizer step averages over (per device x processes x
+    accumulation), the number that the learning rate goes with; and how the processes share the work."""
+    args = trainer.args
     processes = max(args.world_size, 1)
     return {
+        "distributed_type": str(trainer.accelerator.distributed_type.value),
         "processes": processes,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "effective_batch_size": args.per_device_train_batch_size * processes * args.gradient_accumulation_steps,
     }
+
+
+def training_summary(trainer: Trainer, train_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Trainer's numbers for metrics.json, the batch layout, the best step and the peak GPU memory."""
+    summary = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}
+    summary |= batch_layout(trainer)
+    summary["best_checkpoint"] = trainer.state.best_model_checkpoint
+    summary["best_step"] = trainer.state.best_global_step
+    summary["best_metric"] = trainer.state.best_metric
+    if torch.cuda.is_available() and not trainer.args.use_cpu:
+        summary["peak_cuda_memory_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+    return summary
 
 
 def run_metrics(
@@ -183,9 +216,7 @@ def run_metrics(
     """The content of ``metrics.json``: metrics per split, baseline, threshold, history, training facts."""
     metrics = evaluation.to_json(cfg.evaluation.threshold)
     metrics["parameters"] = {"trainable": parameters[0], "total": parameters[1], "mode": cfg.model.mode}
-    metrics["training"] = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}
-    metrics["training"]["best_checkpoint"] = trainer.state.best_model_checkpoint
-    metrics["training"] |= _processes(trainer.args)
+    metrics["training"] = training_summary(trainer, train_metrics)
     metrics["data"] = summary.to_dict()
     return metrics
 

@@ -34,14 +34,16 @@ def test_tokenize_truncates_and_collator_pads_per_batch(tmp_path: Path):
         }
     )
     out = tokenize_splits(splits, tok, max_length=16, cache_dir=tmp_path / "cache")
-    assert set(out["train"].column_names) == {"label", "input_ids", "attention_mask"}
+    assert set(out["train"].column_names) == {"label", "input_ids", "attention_mask", "length"}
     lengths = [len(ids) for ids in out["train"]["input_ids"]]
     assert lengths[0] == 1 and lengths[1] == 16
+    assert list(out["train"]["length"]) == lengths  # read by length grouping and length-sorted evaluation
     batch = make_collator(tok)([out["train"][0], out["train"][0]])
     # A batch of short rows is padded to its own length (rounded to 8), not to max_length.
     assert batch["input_ids"].shape == (2, 8)
     assert (batch["input_ids"][0, 1:] == EOS).all() and batch["attention_mask"][0].sum() == 1
     assert batch["labels"].tolist() == [0, 0]
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}  # no length column for the model
     # The cache: a second call with the same inputs reuses the files written by the first.
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(files) == 3

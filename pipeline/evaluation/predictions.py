@@ -20,6 +20,7 @@ from pipeline.config import RunConfig
 from pipeline.evaluation.baseline import BaselineResult, run_baseline
 from pipeline.evaluation.metrics import classification_metrics, softmax
 from pipeline.evaluation.thresholds import Threshold, apply_threshold, choose_threshold
+from pipeline.train.batching import length_order
 from pipeline.train.history import epoch_history, step_losses
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,17 @@ class SplitPredictions:
 
 
 def predict_probabilities(trainer: Trainer, tokenized: datasets.Dataset) -> np.ndarray:
-    """Class probabilities for every row (gathered over all DDP ranks, in dataset order)."""
-    output = trainer.predict(tokenized, metric_key_prefix="predict")
+    """Class probabilities for every row (gathered over all DDP ranks, in dataset order).
+
+    The rows go through the model longest first, so each batch pads to a similar length (about half the
+    tokens of dataset order on SMS data), and come back in dataset order.
+    """
+    order = length_order(tokenized)
+    output = trainer.predict(tokenized.select(order), metric_key_prefix="predict")
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return softmax(np.asarray(logits, dtype=np.float64))
+    probabilities = np.empty_like(np.asarray(logits, dtype=np.float64))
+    probabilities[order] = softmax(np.asarray(logits, dtype=np.float64))
+    return probabilities
 
 
 def predict_splits(

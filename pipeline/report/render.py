@@ -150,10 +150,15 @@ def config_section(
 
 
 def _batch_size(per_device: int, accumulation: int, facts: dict[str, Any]) -> str:
-    """Per-device batch x processes x accumulation = the batch one optimizer step sees."""
+    """ "32 per device x 2 processes x 1 accumulation step = 64 per optimizer step" (the effective batch)."""
     processes = facts.get("processes", 1)
+    per_device = facts.get("per_device_train_batch_size", per_device)
+    accumulation = facts.get("gradient_accumulation_steps", accumulation)
     effective = facts.get("effective_batch_size", per_device * processes * accumulation)
-    return f"{per_device} per device x {processes} process(es) x {accumulation} accumulation = {effective}"
+    return (
+        f"{per_device} per device x {processes} process{'es' if processes != 1 else ''} x {accumulation} "
+        f"accumulation step{'s' if accumulation != 1 else ''} = {effective} per optimizer step"
+    )
 
 
 def environment_section(environment: dict[str, Any], timings: list[tuple[str, Any]]) -> str:

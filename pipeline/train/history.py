@@ -16,6 +16,8 @@ import datasets
 import numpy as np
 from transformers import Trainer, TrainerCallback
 
+from pipeline.train.batching import longest_first
+
 PREFIX = "train_eval"
 _LOGGED = ("loss", "accuracy", "f1")
 
@@ -41,7 +43,8 @@ def add_epoch_train_eval(trainer: Trainer, train: datasets.Dataset, rows: int, s
     if rows <= 0 or len(train) == 0:
         return
     picked = np.random.default_rng(seed).permutation(len(train))[:rows]
-    trainer.add_callback(EpochTrainEval(trainer, train.select(sorted(int(i) for i in picked))))
+    subset = train.select(sorted(int(i) for i in picked))
+    trainer.add_callback(EpochTrainEval(trainer, longest_first(subset)))  # order-free metrics: pad less
 
 
 def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

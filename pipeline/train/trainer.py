@@ -11,10 +11,12 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, PreTrainedModel, Trainer, TrainingArguments
 
-from pipeline.config import RunConfig
+from pipeline.config import RunConfig, TrainingConfig
 from pipeline.data.tokenize import make_collator
 from pipeline.errors import TrainingError
 from pipeline.rundir import RunDir
+from pipeline.train.batching import LengthGroupedTrainer, longest_first
+from pipeline.train.checkpointing import CheckpointGate, KeepBestWeights
 from pipeline.train.history import add_epoch_train_eval
 
 log = logging.getLogger(__name__)
@@ -49,20 +51,37 @@ def build_trainer(
     callbacks = []
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
-    trainer = Trainer(
+    trainer = LengthGroupedTrainer(
         model=model,
         args=args,
-        data_collator=make_collator(tokenizer),
+        # Multiples of 8 suit tensor cores; on a CPU they only add padding (~6 % more tokens on SMS data).
+        data_collator=make_collator(tokenizer, pad_to_multiple_of=None if args.use_cpu else 8),
         train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"],
+        eval_dataset=longest_first(tokenized["validation"]),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         compute_loss_func=class_weighted_loss(class_weights) if class_weights else None,
         callbacks=callbacks,
     )
+    add_checkpoint_policy(trainer, cfg.training)
     # Train loss/accuracy per epoch on a train subset, for the book-style curves in the report.
     add_epoch_train_eval(trainer, tokenized["train"], cfg.evaluation.epoch_train_rows, cfg.training.seed)
     return trainer
+
+
+def add_checkpoint_policy(trainer: Trainer, training: TrainingConfig) -> None:
+    """Skip checkpoints in short runs (CheckpointGate) and keep the best weights in memory instead.
+
+    FSDP shards the weights across processes: there the Trainer's own checkpoints pick the best model.
+    """
+    gated = trainer.args.save_strategy != "best" and (training.checkpoint_minutes > 0 or training.save_strategy == "no")
+    if not gated or trainer.is_fsdp_enabled:
+        return
+    # save_strategy=no with load_best_model_at_end: evaluations are save points for transformers, none is written.
+    minutes = float("inf") if training.save_strategy == "no" else training.checkpoint_minutes
+    trainer.add_callback(CheckpointGate(minutes))
+    if trainer.args.load_best_model_at_end:
+        trainer.add_callback(KeepBestWeights())
 
 
 def checkpoint_step(checkpoint: Path) -> int | None:
@@ -107,8 +126,10 @@ def resume_checkpoint(setting: bool | str | None, run: RunDir) -> str | None:
         found = last_complete_checkpoint(run)
         if found is None:
             raise TrainingError(
-                f"training.resume_from_checkpoint=true but {run.checkpoints} holds no complete checkpoint; "
-                "drop the option to start fresh (add output.overwrite=true if the run dir is not empty)"
+                f"training.resume_from_checkpoint=true but {run.checkpoints} holds no complete checkpoint (a run "
+                "shorter than training.checkpoint_minutes writes none unless stopped by Ctrl-C/SIGTERM); drop the "
+                "option to start fresh (add output.overwrite=true if the run dir is not empty), and pass "
+                "training.checkpoint_minutes=0 to write one at every epoch"
             )
         checkpoint = found
     log.info("resuming from %s (step %d)", checkpoint, checkpoint_step(checkpoint))

@@ -40,6 +40,8 @@ RUN_SETTINGS = {
     # last step and depend on every step before (by F1 the first epoch already scores 1.0 and stays best).
     "training.metric_for_best_model": "loss",
     "evaluation.plots": False,
+    # A checkpoint at every epoch (the default writes one only every 10 minutes): these runs resume from them.
+    "training.checkpoint_minutes": 0,
 }
 
 
