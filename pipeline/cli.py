@@ -268,14 +268,17 @@ def setup_logging() -> None:
 
 def train_script(argv: list[str]) -> int:
     """``train.py``: under ``accelerate launch --num_processes N --cpu`` first start the N DDP workers."""
-    from pipeline.launch import maybe_relaunch_cpu_ddp
+    from pipeline.launch import maybe_relaunch_cpu_ddp, use_cpu_cores
 
     try:
         # A bad config fails here, once, before any worker starts (each worker would print the same error).
         code = maybe_relaunch_cpu_ddp(argv, preflight=lambda: _config(build_parser().parse_args(["train", *argv])))
     except SpamTuneError as err:
         return report_error(err)
-    return code if code is not None else main(["train", *argv])
+    if code is not None:
+        return code
+    use_cpu_cores()
+    return main(["train", *argv])
 
 
 def report_error(err: SpamTuneError) -> int:

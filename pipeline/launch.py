@@ -137,3 +137,45 @@ def stop_with_the_launcher(env: Mapping[str, str] | None = None) -> bool:
     if os.getppid() != launcher:  # it died while we set this up: the signal will not come, so act now
         os.kill(os.getpid(), signal.SIGTERM)
     return True
+
+
+def accelerate_defaulted_threads(
+    env: Mapping[str, str], launcher_env: Mapping[str, str], launcher: Sequence[str]
+) -> bool:
+    """True when ``OMP_NUM_THREADS`` is accelerate's default of 1, not the user's choice.
+
+    ``accelerate launch`` without ``--cpu`` exports ``OMP_NUM_THREADS=1`` unless the user set it (or passed
+    ``--num_cpu_threads_per_process``): a CPU run then computes on one core of many (the book split trained
+    1.6x slower on 2 cores). The launcher's own environment and command line tell the two cases apart.
+    """
+    launched = any(part == "launch" or part.endswith(("commands.launch", "-launch")) for part in launcher)
+    chosen = "OMP_NUM_THREADS" in launcher_env or any(p.startswith("--num_cpu_threads_per_process") for p in launcher)
+    return launched and "OMP_NUM_THREADS" in env and not chosen
+
+
+def cpu_threads_per_process(local_processes: int) -> int:
+    """Physical cores this process may use, shared among the processes on this machine (accelerate's rule)."""
+    import psutil
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or usable
+    return max(1, min(usable, physical) // max(local_processes, 1))
+
+
+def use_cpu_cores(env: Mapping[str, str] | None = None) -> int | None:
+    """Undo accelerate's one-thread default for this process; returns the thread count set, or None."""
+    env = os.environ if env is None else env
+    import psutil
+
+    try:
+        parent = psutil.Process(os.getppid())
+        launcher_env, launcher = parent.environ(), parent.cmdline()
+    except (psutil.Error, OSError):  # the launcher is gone or not ours to read: leave the setting alone
+        return None
+    if not accelerate_defaulted_threads(env, launcher_env, launcher):
+        return None
+    import torch
+
+    threads = cpu_threads_per_process(int(env.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(threads)
+    return threads

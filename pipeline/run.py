@@ -109,7 +109,7 @@ def run(cfg: RunConfig) -> RunResult:
     if main:
         with stages("report"):
             trainer.state.save_to_json(str(run_dir.root / "trainer_state.json"))  # the full log, step by step
-            environment = environment_info() | batch_layout(trainer)
+            environment = environment_info() | batch_layout(trainer) | {"torch_threads": torch.get_num_threads()}
             environment["wall_seconds"] = round(time.time() - started, 2)
             environment["stages_seconds"] = stages.to_dict()
             write_run_report(run_dir, cfg, evaluation, metrics, environment)
@@ -200,6 +200,7 @@ def training_summary(trainer: Trainer, train_metrics: dict[str, Any]) -> dict[st
     summary["best_checkpoint"] = trainer.state.best_model_checkpoint
     summary["best_step"] = trainer.state.best_global_step
     summary["best_metric"] = trainer.state.best_metric
+    summary["attn_implementation"] = getattr(trainer.model.config, "_attn_implementation", None)  # sdpa expected
     if torch.cuda.is_available() and not trainer.args.use_cpu:
         summary["peak_cuda_memory_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
     return summary

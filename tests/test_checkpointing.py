@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -127,3 +128,42 @@ def test_save_strategy_no_writes_nothing_but_keeps_the_best(tiny_run, tmp_path: 
     metrics = assert_finished_run(tmp_path / "run")
     assert not list((tmp_path / "run").glob("checkpoints/checkpoint-*"))  # config.yaml says no: none written
     assert metrics["training"]["best_step"] is not None
+
+
+def test_gate_runs_before_later_callbacks_so_they_can_still_force_a_save(tmp_path: Path):
+    """A callback added later (e.g. one that checkpoints on SIGTERM) gets its save even inside the gate's minutes."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
+
+    from pipeline.config import TrainingConfig
+    from pipeline.train.trainer import add_checkpoint_policy
+
+    from .conftest import TINY_GPT2
+
+    class ForceSave(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            control.should_save = True
+
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(**TINY_GPT2, num_labels=2))
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="loss",
+    )
+    one_row = datasets.Dataset.from_dict({"input_ids": [[1]], "label": [0]})
+    trainer = Trainer(model=model, args=args, eval_dataset=one_row)
+    add_checkpoint_policy(trainer, TrainingConfig())  # checkpoint_minutes=10: epoch saves are held back
+
+    def epoch_end_saves() -> bool:
+        control = TrainerControl()
+        return trainer.callback_handler.on_epoch_end(args, trainer.state, control).should_save
+
+    assert epoch_end_saves() is False
+    trainer.add_callback(ForceSave())
+    assert epoch_end_saves() is True
+    names = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
+    assert names.index("CheckpointGate") == names.index("DefaultFlowCallback") + 1
+    assert "KeepBestWeights" in names

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.launch import cpu_threads_per_process
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {"accuracy", "precision", "recall", "f1"}
@@ -125,6 +126,10 @@ def test_accelerate_launch_single_process(tiny_run, tmp_path: Path):
     proc = run_launcher(["train.py", "--config", "configs/smoke.yaml", *tiny_run("acc1")])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_finished_run(tmp_path / "acc1")
+    # accelerate exports OMP_NUM_THREADS=1 to its worker; train.py takes the machine's cores back.
+    environment = json.loads((tmp_path / "acc1" / "environment.json").read_text())
+    expected = cpu_threads_per_process(1) if "OMP_NUM_THREADS" not in os.environ else int(os.environ["OMP_NUM_THREADS"])
+    assert environment["torch_threads"] == expected
 
 
 def test_accelerate_launch_two_cpu_processes_runs_ddp(tiny_run, tmp_path: Path):

@@ -56,9 +56,15 @@ def baseline_metrics(
 ) -> dict[str, Any]:
     """Metrics of a fitted baseline; ROC-AUC from the SVM's decision values (a ranking, not probabilities)."""
     texts = list(texts)
-    scores = baseline_scores(model, texts, positive_label) if num_labels == 2 else None
+    if num_labels == 2:
+        # One pass of the TF-IDF transform gives both: LinearSVC's binary predict is classes_[margin > 0].
+        margin = model.decision_function(texts)
+        predictions = model.classes_[(margin > 0).astype(int)]
+        scores = margin if model.classes_[1] == positive_label else -margin
+    else:
+        predictions, scores = model.predict(texts), None
     return classification_metrics(
-        labels, model.predict(texts), num_labels=num_labels, positive_label=positive_label, scores=scores
+        labels, predictions, num_labels=num_labels, positive_label=positive_label, scores=scores
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import EarlyStoppingCallback, PreTrainedModel, Trainer, TrainingArguments
+from transformers import DefaultFlowCallback, EarlyStoppingCallback, PreTrainedModel, Trainer, TrainingArguments
 
 from pipeline.config import RunConfig, TrainingConfig
 from pipeline.data.tokenize import make_collator
@@ -79,7 +79,11 @@ def add_checkpoint_policy(trainer: Trainer, training: TrainingConfig) -> None:
         return
     # save_strategy=no with load_best_model_at_end: evaluations are save points for transformers, none is written.
     minutes = float("inf") if training.save_strategy == "no" else training.checkpoint_minutes
-    trainer.add_callback(CheckpointGate(minutes))
+    # Right after transformers' DefaultFlowCallback, which schedules saves: callbacks added later (e.g. the one that
+    # saves on SIGTERM) can still ask for a checkpoint after the gate has spoken.
+    callbacks = trainer.callback_handler.callbacks
+    after = next((i + 1 for i, cb in enumerate(callbacks) if isinstance(cb, DefaultFlowCallback)), len(callbacks))
+    callbacks.insert(after, CheckpointGate(minutes))
     if trainer.args.load_best_model_at_end:
         trainer.add_callback(KeepBestWeights())
 
