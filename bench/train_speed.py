@@ -416,6 +416,18 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     return jobs + [(recipe, PROJECT[recipe]) for recipe in PROJECT if recipe in args.recipes]
 
 
+def write_results(out: str | None, rows: list[dict]) -> list[dict]:
+    """The rows so far and their ratios, written to ``out`` (when given) atomically; returns the ratios."""
+    summary = ratios(rows)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"rows": rows, "ratios": summary}, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -428,12 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         row = run_recipe(recipe, mode, args, env)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    summary = ratios(rows)
+        write_results(args.out, rows)  # after every recipe: a run cut short by a time limit keeps its rows
+    summary = write_results(args.out, rows)
     for line in summary:
         print(json.dumps(line), flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"rows": rows, "ratios": summary}, indent=2) + "\n", encoding="utf-8")
     return 0 if all("failed" not in r for r in rows) else 1
 
 
