@@ -42,6 +42,7 @@ from pipeline.rundir import (
 )
 from pipeline.timing import Stages, seconds_since_process_start
 from pipeline.train.arguments import build_training_arguments
+from pipeline.train.history import epoch_seconds
 from pipeline.train.interrupt import SignalStop, StopOnSignal, StoppedAfterCheckpoint
 from pipeline.train.trainer import build_trainer, last_complete_checkpoint, resume_checkpoint
 
@@ -201,6 +202,7 @@ def training_summary(trainer: Trainer, train_metrics: dict[str, Any]) -> dict[st
     summary["best_step"] = trainer.state.best_global_step
     summary["best_metric"] = trainer.state.best_metric
     summary["attn_implementation"] = getattr(trainer.model.config, "_attn_implementation", None)  # sdpa expected
+    summary["epoch_seconds"] = epoch_seconds(trainer)  # training steps only; the first epoch includes warm-up
     if torch.cuda.is_available() and not trainer.args.use_cpu:
         summary["peak_cuda_memory_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
     return summary

@@ -43,6 +43,8 @@ def test_cli_train_full_mode_learns_the_toy_set(tiny_run, tmp_path: Path, capsys
     metrics = assert_finished_run(run)
     assert metrics["test"]["accuracy"] >= 0.9
     assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"] > 0
+    timed = metrics["training"]["epoch_seconds"]  # per epoch, for speed after the warm-up epoch
+    assert len(timed) == metrics["training"]["epoch"] and min(timed) > 0
     assert metrics["data"]["split_sizes"] == {"train": 84, "validation": 12, "test": 24}
     saved = (run / "config.yaml").read_text(encoding="utf-8")
     assert "mode: full" in saved and str(tmp_path / "run") in saved
@@ -66,6 +68,7 @@ def test_cli_train_full_mode_learns_the_toy_set(tiny_run, tmp_path: Path, capsys
     assert main(["train", "--config", "configs/smoke.yaml", *tiny_run(**every_epoch), *extra]) == 0
     resumed = read_metrics(run)
     assert resumed["training"]["epoch"] == 3.0
+    assert len(resumed["training"]["epoch_seconds"]) == 3 - len(timed)  # only the epochs this process trained
     assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1].startswith("checkpoint-")
 
 

@@ -10,10 +10,12 @@ checkpoint's ``trainer_state.json`` (so curves survive a resume).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import datasets
 import numpy as np
+import torch
 from transformers import Trainer, TrainerCallback
 
 from pipeline.train.batching import longest_first
@@ -36,6 +38,42 @@ class EpochTrainEval(TrainerCallback):
         wanted = {f"{PREFIX}_{key}" for key in _LOGGED}
         self.trainer.log({k: float(v) for k, v in output.metrics.items() if k in wanted})
         return control
+
+
+class EpochTimer(TrainerCallback):
+    """Wall seconds of each epoch's training steps, its evaluations excluded, in ``seconds``.
+
+    The first epoch also pays for warm-up (CUDA context, kernel selection, allocator growth), which on a GPU can
+    be most of a short run; hand-written loops usually report their speed after it, so a benchmark needs the
+    epochs apart to compare like with like. Registered before the callbacks that evaluate at epoch end.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._started: float | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._started = _synchronized_clock()
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self._started is not None:
+            self.seconds.append(round(_synchronized_clock() - self._started, 3))
+            self._started = None
+        return control
+
+
+def _synchronized_clock() -> float:
+    """``perf_counter`` after queued GPU work has finished (CUDA runs asynchronously to Python)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def epoch_seconds(trainer: Trainer) -> list[float]:
+    """What the trainer's :class:`EpochTimer` measured in this process (a resumed run: the epochs after resume)."""
+    timers = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, EpochTimer)]
+    return timers[0].seconds if timers else []
 
 
 def add_epoch_train_eval(trainer: Trainer, train: datasets.Dataset, rows: int, seed: int) -> None:

@@ -17,7 +17,7 @@ from pipeline.errors import TrainingError
 from pipeline.rundir import RunDir
 from pipeline.train.batching import LengthGroupedTrainer, longest_first
 from pipeline.train.checkpointing import CheckpointGate, KeepBestWeights
-from pipeline.train.history import add_epoch_train_eval
+from pipeline.train.history import EpochTimer, add_epoch_train_eval
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def build_trainer(
         callbacks=callbacks,
     )
     add_checkpoint_policy(trainer, cfg.training)
+    trainer.add_callback(EpochTimer())  # before the epoch-end train evaluation below, so it is not timed
     # Train loss/accuracy per epoch on a train subset, for the book-style curves in the report.
     add_epoch_train_eval(trainer, tokenized["train"], cfg.evaluation.epoch_train_rows, cfg.training.seed)
     return trainer
