@@ -9,7 +9,9 @@ exported with ``torch.onnx.export`` (TorchScript exporter, dynamic batch and seq
 ``onnxruntime`` CPU session with as many threads as torch uses. Both see the same inputs: one message at a time,
 and length-sorted batches of ``--batch-size`` padded to a multiple of 8 (as ``Classifier.logits`` pads). The two
 are timed in interleaved rounds, so a change in the machine's load hits both alike, and the logits are compared.
-This is a measurement only: the project has no ONNX backend (see the serving notes in the README).
+This measurement (raw sessions, no Classifier) is what issue 8 asked for before building the backend; the backend
+itself (``spam-tune export --onnx``, ``--backend onnxruntime``) is measured by ``serve_speed.py --backends torch
+onnxruntime``.
 """
 
 from __future__ import annotations

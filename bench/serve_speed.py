@@ -2,6 +2,8 @@
 on vs off under concurrent clients, measured side by side in one run.
 
     python bench/serve_speed.py --data ../shared/data/SMSSpamCollection --out bench/results/serve-speed-cpu.json
+    OMP_WAIT_POLICY=PASSIVE python bench/serve_speed.py --data ../shared/data/SMSSpamCollection --skip http \
+        --backends torch onnxruntime --gpt2-api-messages 200 --out bench/results/serve-speed-onnx-cpu.json
 
 Models (random weights: speed does not depend on weight values), each saved as a model folder with the
 bundled GPT-2 tokenizer and served by ``spam-tune serve`` exactly as a trained one would be:
@@ -15,11 +17,14 @@ bundled GPT-2 tokenizer and served by ``spam-tune serve`` exactly as a trained o
    plus batches of ``--batch-size`` in file order (sorted only within each batch) to show what the global sort
    buys. ``smoke`` uses every message; ``gpt2`` a fixed random sample of ``--gpt2-api-messages`` (one message
    at a time on all 5,574 would take ~20 minutes on 2 CPU cores).
+   With ``--backends torch onnxruntime`` each way runs on both backends (the folder is exported with
+   ``spam-tune export --onnx``'s code first), interleaved round by round, and the records say how much faster
+   ONNX Runtime was than torch and how far its probabilities were from torch's.
 2. HTTP: ``spam-tune serve`` in a subprocess on 127.0.0.1, and this process as the client (aiohttp): for each
    concurrency in ``--clients``, ``--requests`` (``gpt2``: ``--gpt2-requests``) single-message requests after
    a warm-up, with dynamic batching on (``--max-batch-size`` = ``--batch-size``) and off
    (``--max-batch-size 1``): requests/s, p50 and p99 latency, and the mean batch size the server's /metrics
-   reports for the measured requests.
+   reports for the measured requests. ``--http-backend onnxruntime`` serves with ONNX Runtime instead of torch.
 
 On a machine shared with other busy processes, run it with ``OMP_WAIT_POLICY=PASSIVE``: OpenMP's default
 spin-waiting makes torch's small forward passes wait for descheduled threads (measured here: one message
@@ -98,15 +103,53 @@ def emit(results: list[dict[str, Any]], record: dict[str, Any]) -> None:
 
 
 def bench_api(
-    model_dir: Path, model: str, texts: list[str], batch_size: int, device: str | None, rounds: int
+    model_dir: Path,
+    model: str,
+    texts: list[str],
+    args: argparse.Namespace,
 ) -> list[dict]:
-    """The three ways, interleaved over ``rounds`` slices of ``texts`` so that a change in the machine's load
-    during the run hits all three alike."""
+    """The three ways for each backend, interleaved over ``args.rounds`` slices of ``texts`` (round by round, every
+    backend and way in turn), so that a change in the machine's load during the run hits all of them alike."""
     from pipeline.serve.classifier import Classifier
 
-    classifier = Classifier(model_dir, batch_size=batch_size, device=device)
-    classifier.logits(texts[:64])  # warm-up: first-call allocations, lazy inits
+    classifiers = {
+        backend: Classifier(model_dir, batch_size=args.batch_size, device=args.device, backend=backend)
+        for backend in args.backends
+    }
+    for classifier in classifiers.values():
+        classifier.logits(texts[:64])  # warm-up: first-call allocations, lazy inits, the measured pass cost
+    ways = {
+        (backend, how): run for backend, c in classifiers.items() for how, run in api_ways(c, args.batch_size).items()
+    }
+    seconds = dict.fromkeys(ways, 0.0)
+    for i in range(args.rounds):
+        part = texts[i * len(texts) // args.rounds : (i + 1) * len(texts) // args.rounds]
+        for key, run in ways.items():
+            started = time.perf_counter()
+            run(part)
+            seconds[key] += time.perf_counter() - started
+    diffs = probability_diffs(classifiers, texts)
+    return [
+        {
+            "bench": "api",
+            "model": model,
+            "backend": backend,
+            "device": str(classifiers[backend].device),
+            "how": how,
+            "messages": len(texts),
+            "rounds": args.rounds,
+            "batch_size": 1 if how == "one_at_a_time" else args.batch_size,
+            "seconds": round(took, 3),
+            "messages_per_s": round(len(texts) / took, 1),
+            "speedup_vs_one_at_a_time": round(seconds[backend, "one_at_a_time"] / took, 2),
+            **({"speedup_vs_torch": round(seconds["torch", how] / took, 2)} if ("torch", how) in seconds else {}),
+            **({"max_abs_probability_diff_vs_torch": diffs[backend]} if backend in diffs else {}),
+        }
+        for (backend, how), took in seconds.items()
+    ]
 
+
+def api_ways(classifier: Any, batch_size: int) -> dict[str, Any]:
     def one_at_a_time(part: list[str]) -> None:
         for text in part:
             classifier.logits([text])
@@ -115,34 +158,24 @@ def bench_api(
         for start in range(0, len(part), batch_size):
             classifier.logits(part[start : start + batch_size])
 
-    ways = {
+    return {
         "one_at_a_time": one_at_a_time,
         "batched_file_order": batched_file_order,
         "batched_length_sorted": classifier.logits,  # sorts the whole slice, then plans the batches
     }
-    seconds = dict.fromkeys(ways, 0.0)
-    for i in range(rounds):
-        part = texts[i * len(texts) // rounds : (i + 1) * len(texts) // rounds]
-        for how, run in ways.items():
-            started = time.perf_counter()
-            run(part)
-            seconds[how] += time.perf_counter() - started
-    base = seconds["one_at_a_time"]
-    return [
-        {
-            "bench": "api",
-            "model": model,
-            "device": str(classifier.device),
-            "how": how,
-            "messages": len(texts),
-            "rounds": rounds,
-            "batch_size": 1 if how == "one_at_a_time" else batch_size,
-            "seconds": round(took, 3),
-            "messages_per_s": round(len(texts) / took, 1),
-            "speedup_vs_one_at_a_time": round(base / took, 2),
-        }
-        for how, took in seconds.items()
-    ]
+
+
+def probability_diffs(classifiers: dict[str, Any], texts: list[str]) -> dict[str, float]:
+    """Largest |p(backend) - p(torch)| over ``texts``, per backend other than torch: the speed is for the same
+    answers."""
+    if "torch" not in classifiers:
+        return {}
+    expected = classifiers["torch"].probabilities(texts).numpy()
+    return {
+        backend: float(np.abs(c.probabilities(texts).numpy() - expected).max())
+        for backend, c in classifiers.items()
+        if backend != "torch"
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,14 +188,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_dir: Path, port: int, max_batch_size: int, max_wait_ms: float, device: str | None):
+def start_server(model_dir: Path, port: int, max_batch_size: int, args: argparse.Namespace):
     command = [
         sys.executable, "-m", "pipeline.cli", "serve", str(model_dir), "--port", str(port),
-        "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms),
-        "--max-queue", "4096",
+        "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
+        "--max-queue", "4096", "--backend", args.http_backend,
     ]  # fmt: skip
-    if device:
-        command += ["--device", device]
+    if args.device:
+        command += ["--device", args.device]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -228,6 +261,7 @@ def http_record(
     return {
         "bench": "http",
         "model": model,
+        "backend": args.http_backend,
         "batching": "on" if max_batch_size > 1 else "off",
         "max_batch_size": max_batch_size,
         "max_wait_ms": args.max_wait_ms,
@@ -250,7 +284,7 @@ async def bench_http(
     servers = {}
     for mode, size in sizes.items():
         port = free_port()
-        servers[mode] = (f"http://127.0.0.1:{port}", start_server(model_dir, port, size, args.max_wait_ms, args.device))
+        servers[mode] = (f"http://127.0.0.1:{port}", start_server(model_dir, port, size, args))
     records = []
     try:
         for url, process in servers.values():
@@ -279,20 +313,37 @@ async def bench_http(
     return records
 
 
+def summarize_api(api: list[dict], model: str) -> list[dict]:
+    by = {(r["backend"], r["how"]): r for r in api}
+    summary = [
+        {
+            "bench": "summary",
+            "model": model,
+            "backend": backend,
+            "target": "API batched >= 3x one-at-a-time (2 CPU cores)",
+            "measured": by[backend, "batched_length_sorted"]["speedup_vs_one_at_a_time"],
+        }
+        for backend in dict.fromkeys(b for b, _ in by)
+    ]
+    if ("onnxruntime", "one_at_a_time") in by and ("torch", "one_at_a_time") in by:
+        summary.append(
+            {
+                "bench": "summary",
+                "model": model,
+                "target": "issue 8: offer ONNX Runtime if it is faster than torch on CPU",
+                "onnxruntime_over_torch_one_at_a_time": by["onnxruntime", "one_at_a_time"]["speedup_vs_torch"],
+                "onnxruntime_over_torch_batched": by["onnxruntime", "batched_length_sorted"]["speedup_vs_torch"],
+                "max_abs_probability_diff": by["onnxruntime", "one_at_a_time"]["max_abs_probability_diff_vs_torch"],
+            }
+        )
+    return summary
+
+
 def summarize(results: list[dict]) -> list[dict]:
     """The issue's targets, computed from the measurements above."""
     summary = []
     for model in dict.fromkeys(r["model"] for r in results):
-        api = {r["how"]: r for r in results if r["bench"] == "api" and r["model"] == model}
-        if api:
-            summary.append(
-                {
-                    "bench": "summary",
-                    "model": model,
-                    "target": "API batched >= 3x one-at-a-time (2 CPU cores)",
-                    "measured": api["batched_length_sorted"]["speedup_vs_one_at_a_time"],
-                }
-            )
+        summary += summarize_api([r for r in results if r["bench"] == "api" and r["model"] == model], model)
         http = {(r["batching"], r["clients"]): r for r in results if r["bench"] == "http" and r["model"] == model}
         top = max((c for _, c in http), default=None)
         if top is not None and ("on", top) in http and ("off", top) in http:
@@ -310,6 +361,15 @@ def summarize(results: list[dict]) -> list[dict]:
     return summary
 
 
+def version_of(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import transformers
@@ -320,6 +380,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "transformers": transformers.__version__,
+        "onnxruntime": version_of("onnxruntime"),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -330,6 +391,9 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    from pipeline.export.onnx import export_onnx
+    from pipeline.serve.settings import BACKENDS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the UCI SMSSpamCollection file (label<TAB>text)")
     parser.add_argument("--out", help="write every measurement as JSON here")
@@ -345,7 +409,18 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the server's --max-wait-ms")
     parser.add_argument("--rounds", type=int, default=5, help="API runs interleave the three ways over N slices")
     parser.add_argument("--skip", nargs="*", default=[], choices=["api", "http"])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch"],
+        choices=BACKENDS,
+        help="API runs: the backends measured side by side (onnxruntime: the folder exported with export --onnx)",
+    )
+    parser.add_argument("--http-backend", default="torch", choices=BACKENDS, help="the HTTP servers' --backend")
     args = parser.parse_args()
+    uses_onnx = "onnxruntime" in (*args.backends, args.http_backend)
+    if uses_onnx and args.device not in (None, "cpu", "auto"):
+        parser.error("the onnxruntime backend runs on CPU; drop --device, or measure --backends torch only")
 
     texts = read_messages(Path(args.data))
     env = environment(args)
@@ -354,9 +429,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="serve-speed-") as tmp:
         for model in args.models:
             model_dir = build_model_dir(model, Path(tmp))
+            if uses_onnx:
+                export_onnx(model_dir)  # adds model.onnx, as `spam-tune export MODEL_DIR --onnx` does
             sample = texts if model == "smoke" else random.Random(0).sample(texts, args.gpt2_api_messages)
             if "api" not in args.skip:
-                for record in bench_api(model_dir, model, sample, args.batch_size, args.device, args.rounds):
+                for record in bench_api(model_dir, model, sample, args):
                     emit(results, record)
             if "http" not in args.skip:
                 requests = args.requests if model == "smoke" else args.gpt2_requests

@@ -8,6 +8,7 @@ spam-tune evaluate RUN_OR_MODEL_DIR [--split test | --data FILE] (metrics, plots
 spam-tune config   --config configs/lora.yaml [key=value ...]   (print the resolved config)
 spam-tune keys                                                   (every config key, type, default)
 spam-tune merge    MODEL_DIR --out DIR [--dtype float32]           (fold a LoRA/QLoRA adapter into its base)
+spam-tune export   MODEL_DIR --onnx [--out DIR]                    (add model.onnx, for serve --backend onnxruntime)
 spam-tune push     MODEL_OR_RUN_DIR --repo-id USER/NAME [--dry-run OUT_DIR]  (upload to the Hugging Face Hub)
 spam-tune search   --config configs/lora.yaml --trials 20 [...]   (Optuna on validation; prints the best overrides)
 """
@@ -86,7 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise SpamTuneError("--out needs --file IN; texts given as arguments are printed as JSON lines")
     if not texts:
         raise SpamTuneError("nothing to classify; pass texts as arguments or --file FILE")
-    classifier = Classifier(args.model_dir, batch_size=args.batch_size, device=args.device)
+    classifier = Classifier(args.model_dir, batch_size=args.batch_size, device=args.device, backend=args.backend)
     for prediction in classifier.predict(texts):
         print(json.dumps(prediction.to_dict(), ensure_ascii=False))
     return 0
@@ -119,6 +120,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from pipeline.export.merge import merge_folder
 
     print(merge_folder(args.model_dir, args.out, dtype=args.dtype))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.export.onnx import export_onnx
+
+    print(export_onnx(args.model_dir, args.out))
     return 0
 
 
@@ -176,6 +184,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "config": (cmd_config, "print the resolved config (YAML + overrides)"),
     "keys": (cmd_keys, "list every config key with its type and default"),
     "merge": (cmd_merge, "fold a LoRA/QLoRA run's adapter into its base: a standalone model dir"),
+    "export": (cmd_export, "add model.onnx to a full or merged model dir, for serve/predict --backend onnxruntime"),
     "push": (cmd_push, "upload a model (with its card, metrics, report, plots) to the Hugging Face Hub"),
     "search": (cmd_search, "Optuna over learning rate, epochs, batch size (and LoRA rank), on validation only"),
     "serve": (cmd_serve, "HTTP server: TEI-compatible /predict with dynamic batching, demo page, /metrics"),
@@ -223,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("model_dir", help="model dir of a LoRA/QLoRA run, e.g. runs/lora/model")
             cmd.add_argument("--out", required=True, help="new directory for the merged model")
             cmd.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+        if name == "export":
+            cmd.add_argument("model_dir", help="a full or merged model dir (or its run dir), e.g. runs/full/model")
+            # The only format so far; the flag names it so that the command can take others later.
+            cmd.add_argument("--onnx", action="store_true", required=True, help="write model.onnx (ONNX Runtime)")
+            cmd.add_argument("--out", help="write a copy with model.onnx here (default: add it to MODEL_DIR)")
         if name == "push":
             _add_push_args(cmd)
         if name == "serve":

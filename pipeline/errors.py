@@ -60,6 +60,10 @@ class ModelFolderError(SpamTuneError):
     """A saved model folder is missing, incomplete or not a spam-tune/transformers model."""
 
 
+class ExportError(SpamTuneError):
+    """A model folder cannot be exported to another format (ONNX): exporter missing, export failed or unfaithful."""
+
+
 class PushError(SpamTuneError):
     """Uploading to the Hugging Face Hub failed (token, permissions, repo id, network)."""
 

@@ -5,6 +5,8 @@ or an **adapter** (peft's ``adapter_config.json`` + ``adapter_model.safetensors`
 the trained head; plus ``base/`` when the base has no name to reload it by), and in both cases the tokenizer,
 ``spam_tune.json`` (:class:`~pipeline.export.metadata.ModelMetadata`), the model card ``README.md`` and
 ``metrics.json``; a folder exported from a run also holds ``report.md``, ``plots/`` and ``training_config.yaml``.
+A full folder may also hold ``model.onnx`` (``spam-tune export --onnx``, :mod:`pipeline.export.onnx`), the same
+classifier as an ONNX graph for ONNX Runtime; whether a folder has one is read from the file, like everything else.
 
 It is built in a hidden sibling and renamed into place (:func:`pipeline.fileio.publish_dir`), so a folder that
 exists under its name is complete; :func:`check_model_folder` still says clearly what is missing when a folder
@@ -39,6 +41,8 @@ FULL_WEIGHTS = (
     "pytorch_model.bin.index.json",
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+ONNX_FILE = "model.onnx"
+"""The classifier as an ONNX graph: ``input_ids``, ``attention_mask`` (int64) -> ``logits`` (float32)."""
 CARD = "README.md"
 METRICS = "metrics.json"
 TRAINING_CONFIG = "training_config.yaml"
@@ -174,16 +178,23 @@ class LoadedModel:
     metadata: ModelMetadata
 
 
-def load_model_folder(folder: Path) -> LoadedModel:
-    """Model (eval mode, on CPU), tokenizer (pad = EOS when it has none) and metadata of a model folder."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """The folder's tokenizer, padding with EOS on the right when it has no pad token (as in training)."""
+    from transformers import AutoTokenizer
 
     from pipeline.data.tokenize import with_pad_token
+
+    return with_pad_token(AutoTokenizer.from_pretrained(str(folder)))
+
+
+def load_model_folder(folder: Path) -> LoadedModel:
+    """Model (eval mode, on CPU), tokenizer (pad = EOS when it has none) and metadata of a model folder."""
+    from transformers import AutoModelForSequenceClassification
 
     folder = Path(folder)
     check_model_folder(folder)
     metadata = read_folder_metadata(folder)
-    tokenizer = with_pad_token(AutoTokenizer.from_pretrained(str(folder)))
+    tokenizer = load_tokenizer(folder)
     if is_adapter_folder(folder):
         model = _load_adapter(folder, metadata)
     else:
@@ -217,8 +228,15 @@ def _load_adapter(folder: Path, metadata: ModelMetadata) -> nn.Module:
     return attach_adapter(base, folder)
 
 
-def copy_folder(folder: Path, out_dir: Path, *, skip: tuple[str, ...] = ()) -> Path:
-    """An exact copy of a finished model folder (e.g. what ``push --dry-run`` uploads), written atomically."""
+def copy_folder(
+    folder: Path, out_dir: Path, *, skip: tuple[str, ...] = (), add: Callable[[Path], None] | None = None
+) -> Path:
+    """A copy of a finished model folder (e.g. what ``push --dry-run`` uploads), written atomically.
+
+    ``add(dir)`` writes more files into the copy before it is published (``export --onnx``: the graph and the
+    metadata that records it); if it raises, nothing is published. ``out_dir`` may be ``folder`` itself: the copy
+    is built aside and swapped in whole.
+    """
 
     def build(tmp: Path) -> None:
         for item in sorted(Path(folder).iterdir()):
@@ -228,5 +246,43 @@ def copy_folder(folder: Path, out_dir: Path, *, skip: tuple[str, ...] = ()) -> P
                 shutil.copytree(item, tmp / item.name)
             else:
                 shutil.copy2(item, tmp / item.name)
+        if add is not None:
+            add(tmp)
 
     return publish_dir(Path(out_dir), build)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ONNX graph (reading; pipeline.export.onnx writes it)
+
+
+@dataclass
+class LoadedOnnx:
+    """What ONNX Runtime needs from a folder: the graph's path (no torch weights are loaded), tokenizer, metadata."""
+
+    onnx_path: Path
+    tokenizer: PreTrainedTokenizerBase
+    metadata: ModelMetadata
+
+
+def onnx_model_path(folder: Path) -> Path:
+    """The folder's ``model.onnx``; a :class:`ModelFolderError` naming the command that writes it if there is none."""
+    folder = Path(folder)
+    if is_adapter_folder(folder):
+        raise ModelFolderError(
+            f"{folder} holds a LoRA/QLoRA adapter, which ONNX Runtime cannot load; merge it first: "
+            f"spam-tune merge {folder} --out MERGED_DIR && spam-tune export MERGED_DIR --onnx"
+        )
+    path = folder / ONNX_FILE
+    if not path.is_file():
+        raise ModelFolderError(
+            f"{folder} has no {ONNX_FILE}; write it with: spam-tune export {folder} --onnx (or use --backend torch)"
+        )
+    return path
+
+
+def load_onnx_folder(folder: Path) -> LoadedOnnx:
+    folder = Path(folder)
+    check_model_folder(folder)
+    path = onnx_model_path(folder)
+    return LoadedOnnx(onnx_path=path, tokenizer=load_tokenizer(folder), metadata=read_folder_metadata(folder))

@@ -46,6 +46,9 @@ class ModelMetadata:
     """Set on a merged model: the adapter folder it was merged from."""
     dtype: str | None = None
     """Set on a merged model: the dtype it was saved in."""
+    onnx: dict[str, Any] | None = None
+    """Set by ``spam-tune export --onnx``: how the folder's ``model.onnx`` was made (opset, dtype, torch version, the
+    largest logit difference from torch measured at export). Whether the file is there is read from the folder."""
     training: dict[str, Any] = field(default_factory=dict)
     """Summary of the run that produced it: epochs, steps, best checkpoint, test accuracy/F1, processes."""
     versions: dict[str, str] = field(default_factory=dict)

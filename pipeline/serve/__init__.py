@@ -2,6 +2,8 @@
 
 - :mod:`pipeline.serve.classifier`: :class:`Classifier` loads a model folder once (through the export stage's
   reader) and classifies texts in length-sorted batches (:mod:`pipeline.serve.batch_plan` cuts them on CPU).
+- :mod:`pipeline.serve.backends`: what computes a batch's logits, torch or ONNX Runtime (the folder's ``model.onnx``,
+  imported only when chosen).
 - :mod:`pipeline.serve.settings`: ``spam-tune serve`` options and their protective defaults;
   :mod:`pipeline.serve.cli_args`: the command-line flags of ``serve`` and ``predict --file``.
 - :mod:`pipeline.serve.schemas` / :mod:`pipeline.serve.scoring`: request/response shapes and how logits become them.

@@ -245,12 +245,13 @@ def model_info(classifier: Any, settings: ServeSettings) -> dict[str, Any]:
     positive = id2label.get(classifier.positive)
     threshold = classifier.threshold
     model_dir = Path(getattr(classifier, "model_dir", "model"))
-    model = getattr(classifier, "model", None)
-    dtype = next((str(p.dtype).removeprefix("torch.") for p in model.parameters()), None) if model else None
+    backend = getattr(classifier, "backend", None)  # a test's stand-in classifier may have none
+    backend_name = getattr(backend, "name", "torch")
     return {
         "model_id": model_dir.name if model_dir.name != "model" else str(model_dir),
         "model_dir": str(model_dir),
-        "model_dtype": dtype,
+        "model_dtype": getattr(backend, "dtype", None),
+        "backend": backend_name,
         "model_type": {
             "classifier": {
                 "id2label": {str(i): label for i, label in id2label.items()},
@@ -285,6 +286,7 @@ def model_info(classifier: Any, settings: ServeSettings) -> dict[str, Any]:
         "versions": {
             "python": platform.python_version(),
             **{name: version(name) for name in ("torch", "transformers", "peft", "fastapi", "uvicorn")},
+            **({"onnxruntime": version("onnxruntime")} if backend_name == "onnxruntime" else {}),
         },
     }
 

@@ -12,8 +12,9 @@ import torch
 from pipeline.data.clean import is_unicode_text
 from pipeline.errors import ServeError
 from pipeline.evaluation.thresholds import apply_threshold
-from pipeline.export.folder import load_model_folder, resolve_model_dir
-from pipeline.serve.batch_plan import measure_pass_cost, plan_batches, resolve_device
+from pipeline.export.folder import load_model_folder, load_onnx_folder, resolve_model_dir
+from pipeline.serve.backends import OnnxRuntimeBackend, TorchBackend, prepare_backend
+from pipeline.serve.batch_plan import measure_pass_cost, plan_batches
 
 PAD_TO_MULTIPLE_OF = 8
 """Same padding as the training collator: tensor-core friendly shapes on GPU, free on CPU."""
@@ -39,18 +40,31 @@ class Prediction:
 
 
 class Classifier:
-    """Loads once, then classifies batches of texts; thread-unsafe like any torch module."""
+    """Loads once, then classifies batches of texts; thread-unsafe like any torch module (and fast tokenizer).
 
-    def __init__(self, model_dir: str | Path, *, batch_size: int = 32, device: str | None = None) -> None:
-        self.device = resolve_device(device)
+    ``backend="onnxruntime"`` computes the logits with the folder's ``model.onnx`` (``spam-tune export --onnx``) on
+    CPU instead of the torch weights, which are then not loaded; tokenization, length sorting, batch cuts,
+    decisions and errors are the same code either way.
+    """
+
+    def __init__(
+        self, model_dir: str | Path, *, batch_size: int = 32, device: str | None = None, backend: str = "torch"
+    ) -> None:
         self.model_dir = resolve_model_dir(model_dir)
-        loaded = load_model_folder(self.model_dir)
-        self.metadata = loaded.metadata
-        self.tokenizer = loaded.tokenizer
-        self.model = loaded.model
-        if self.model.config.pad_token_id is None:  # a plain checkpoint: the head needs it to find the last token
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.to(self.device)
+        self.device = prepare_backend(backend, device, self.model_dir)
+        self.model: torch.nn.Module | None = None
+        self.backend: TorchBackend | OnnxRuntimeBackend
+        if backend == "onnxruntime":
+            loaded_onnx = load_onnx_folder(self.model_dir)
+            self.metadata, self.tokenizer = loaded_onnx.metadata, loaded_onnx.tokenizer
+            self.backend = OnnxRuntimeBackend(loaded_onnx.onnx_path)
+        else:
+            loaded = load_model_folder(self.model_dir)
+            self.metadata, self.tokenizer, self.model = loaded.metadata, loaded.tokenizer, loaded.model
+            if self.model.config.pad_token_id is None:  # a plain checkpoint: the head needs it to find the last token
+                self.model.config.pad_token_id = self.tokenizer.pad_token_id
+            self.model.to(self.device)
+            self.backend = TorchBackend(self.model, self.device)
         self.batch_size = batch_size
         self.max_length = self.metadata.max_length
         self.id2label = dict(self.metadata.id2label)
@@ -58,10 +72,9 @@ class Classifier:
         self.positive = self.metadata.positive_label
         self._pass_cost: float | None = None
 
-    @torch.inference_mode()
     def _forward_shape(self, rows: int, cols: int) -> None:
-        ids = torch.full((rows, cols), min(100, self.tokenizer.vocab_size - 1), device=self.device)
-        self.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        ids = np.full((rows, cols), min(100, self.tokenizer.vocab_size - 1), dtype=np.int64)
+        self.backend(ids, np.ones_like(ids))
 
     def pass_cost_tokens(self) -> float:
         """:func:`measure_pass_cost` for this model and machine, measured on first use."""
@@ -69,7 +82,6 @@ class Classifier:
             self._pass_cost = measure_pass_cost(self._forward_shape)
         return self._pass_cost
 
-    @torch.inference_mode()
     def logits(self, texts: list[str]) -> np.ndarray:
         """Raw scores ``[n, num_labels]`` (float32), in the order of ``texts``.
 
@@ -91,10 +103,9 @@ class Classifier:
         for start, end in cuts:
             rows = order[start:end]
             batch = self.tokenizer.pad(
-                {"input_ids": [encoded[i] for i in rows]}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt"
+                {"input_ids": [encoded[i] for i in rows]}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="np"
             )
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            out[rows] = self.model(**batch).logits.float().cpu().numpy()
+            out[rows] = self.backend(batch["input_ids"], batch["attention_mask"])
         return out
 
     def token_counts(self, texts: list[str]) -> list[int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from pipeline.serve.settings import ServeSettings
+from pipeline.serve.settings import BACKENDS, ServeSettings
 
 DEFAULT_CHUNK_SIZE = 1024
 """Rows that ``predict --file`` reads, sorts by length and classifies at a time."""
@@ -56,7 +56,7 @@ def add_serve_arguments(cmd: argparse.ArgumentParser) -> None:
         default=d.max_queue,
         help=f"texts waiting for the model before requests get 429 (default {d.max_queue})",
     )
-    cmd.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    add_device_arguments(cmd)
     cmd.add_argument("--access-log", action="store_true", help="log every request (default: off; see /metrics)")
 
 
@@ -89,4 +89,15 @@ def add_predict_file_arguments(cmd: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep empty/missing texts in the output with an empty label (default: refuse them, naming the rows)",
     )
+    add_device_arguments(cmd)
+
+
+def add_device_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    cmd.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=BACKENDS[0],
+        help="what computes the logits (default torch); onnxruntime runs the folder's model.onnx on CPU "
+        "(write it with: spam-tune export MODEL_DIR --onnx)",
+    )

@@ -7,6 +7,10 @@ from typing import Any
 
 from pipeline.errors import ServeError
 
+BACKENDS = ("torch", "onnxruntime")
+"""What computes the logits: torch (CPU or CUDA), or ONNX Runtime on CPU (the folder's model.onnx, written by
+``spam-tune export --onnx``)."""
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -28,7 +32,9 @@ class ServeSettings:
     max_queue: int = 2048
     """Texts waiting for the model; beyond this requests get 429 so a burst cannot exhaust memory."""
     device: str | None = None
-    """None/auto: CUDA when available, else CPU."""
+    """None/auto: CUDA when available, else CPU (always CPU with the onnxruntime backend)."""
+    backend: str = "torch"
+    """torch, or onnxruntime (CPU; measured faster than torch there, see the README's Serving section)."""
     access_log: bool = False
     """Per-request log lines (off by default: /metrics counts requests and they cost time under load)."""
     graceful_timeout_s: int = 30
@@ -46,6 +52,8 @@ class ServeSettings:
         for name, value in positive.items():
             if value < 1:
                 raise ServeError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.backend not in BACKENDS:
+            raise ServeError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.max_wait_ms < 0:
             raise ServeError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:

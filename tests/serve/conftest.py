@@ -7,7 +7,10 @@ The model-folder fixtures live here, in one place, so they can be re-pointed whe
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -119,3 +122,29 @@ def server(full_classifier: Any) -> Iterator[str]:
     settings = ServeSettings(max_input_chars=500, max_inputs_per_request=8, max_body_bytes=20_000, max_queue=64)
     with running(create_app(full_classifier, settings)) as url:
         yield url
+
+
+def spam_tune_command() -> list[str]:
+    """The installed ``spam-tune`` script beside this interpreter, else the same entry point through ``-m``."""
+    script = Path(sys.executable).with_name("spam-tune")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline.cli"]
+
+
+def subprocess_env() -> dict[str, str]:
+    """This environment with the checkout first on PYTHONPATH, so the subprocess runs the code under test."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+
+
+def wait_until_up(url: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the server exited with {process.returncode}: {process.stderr.read()}"
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server did not come up")

@@ -4,7 +4,6 @@ kind serves, Hugging Face's InferenceClient talks to the server, and the serving
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,28 +16,17 @@ import httpx
 import pytest
 
 from pipeline.serve.app import create_app
-from tests.serve.conftest import HAM_TEXT, SPAM_TEXT, free_port, running
+from tests.serve.conftest import (
+    HAM_TEXT,
+    SPAM_TEXT,
+    free_port,
+    running,
+    spam_tune_command,
+    subprocess_env,
+    wait_until_up,
+)
 
 TRAINING_STACK = ("transformers.trainer", "datasets", "evaluate", "sklearn", "matplotlib")
-
-
-def spam_tune_command() -> list[str]:
-    """The installed ``spam-tune`` script beside this interpreter, else the same entry point through ``-m``."""
-    script = Path(sys.executable).with_name("spam-tune")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline.cli"]
-
-
-def wait_until_up(url: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server exited with {process.returncode}: {process.stderr.read()}"
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server did not come up")
 
 
 def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(full_model_dir: Path):
@@ -46,7 +34,7 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(full_model_dir: 
     url = f"http://127.0.0.1:{port}"
     # A 3 s batching wait keeps the request in flight long enough to send SIGTERM while it waits.
     command = [*spam_tune_command(), "serve", str(full_model_dir), "--port", str(port), "--max-wait-ms", "3000"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    env = subprocess_env()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_until_up(url, process)
