@@ -8,6 +8,7 @@
 #   3. training speed              bench/train_speed.py --device cuda: book loop, plain Trainer, full, LoRA;
 #                                  then configs/full.yaml at batch 128 (with speed after the first epoch)  issue 9
 #   4. serving speed               bench/serve_speed.py --device cuda --batch-size 128 (Python API part)   issue 8
+#   5. GPU memory, if time is left bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)       issue 9
 # (FSDP through configs/accelerate/fsdp.yaml ran on the 2026-11-26 H100; see bench/README.md.)
 #
 # Usage, from the project root on the GPU machine (its python3 has torch with CUDA):
@@ -64,6 +65,11 @@ stamp "4. serving speed (Python API on CUDA, batches of 128)"
 if [ "$(left)" -ge 30 ]; then
   timeout $(( $(left) - 5 )) python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
     --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 6
+fi
+stamp "5. peak GPU memory, full fine-tuning of the GPT-2 XL architecture at batch 16 x 64 tokens (issue 9: <= 27.5 GiB)"
+if [ "$(left)" -ge 45 ]; then
+  timeout $(( $(left) - 3 )) python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \
+    --out "$OUT/memory-gpt2-xl.json" 2>&1 | tail -n 4
 fi
 stamp "done"
 ls -la "$OUT"
