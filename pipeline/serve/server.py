@@ -8,6 +8,7 @@ has done its job, so the handlers installed here turn that re-raised signal into
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -47,6 +48,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def freeze_loaded_objects() -> None:
+    """Move everything loaded so far (torch, transformers, the model: millions of objects) out of the garbage
+    collector's reach. Otherwise each full collection, triggered now and then by request churn, walks them all
+    while every request in flight waits: measured on 2 CPU cores with the smoke model at 32 clients, one batch in
+    ~60 stalled ~240 ms, p99 latency 10x p50. Nothing loaded here is garbage; new objects are collected as usual."""
+    gc.collect()
+    gc.freeze()
+
+
 def _drained(signum: int, frame: FrameType | None) -> None:
     log.info("stopped by %s after in-flight requests finished", signal.Signals(signum).name)
 
@@ -63,6 +73,7 @@ def serve(model_dir: str | Path, settings: ServeSettings) -> int:
             model_dir, batch_size=settings.max_batch_size, device=settings.device, backend=settings.backend
         )
         classifier.logits(["warm-up", "a second, longer warm-up text"])  # first-call costs before the first client
+        freeze_loaded_objects()
         app = create_app(classifier, settings)
         config = uvicorn.Config(
             app,
