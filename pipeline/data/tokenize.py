@@ -164,6 +164,18 @@ class PaddingCollator(DataCollatorWithPadding):
         return super().__call__([{k: v for k, v in row.items() if k != LENGTH} for row in features])
 
 
-def make_collator(tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = 8) -> DataCollatorWithPadding:
-    """Pads each batch to its longest row; multiples of 8 suit GPU tensor cores (on a CPU they only add tokens)."""
+PAD_TO_MULTIPLE_OF = 8
+"""Batches pad to a multiple of 8 tokens: shapes GPU tensor cores suit (on a CPU they only add tokens)."""
+
+
+def make_collator(
+    tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = PAD_TO_MULTIPLE_OF
+) -> DataCollatorWithPadding:
+    """Pads each training/evaluation batch to its longest row, rounded up to ``pad_to_multiple_of``."""
     return PaddingCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+
+def pad_rows(tokenizer: PreTrainedTokenizerBase, input_ids: list[list[int]], return_tensors: str) -> Any:
+    """Token-id rows right-padded into one batch (``input_ids`` + ``attention_mask``) as a saved model is fed at
+    prediction time, by the classifier and by the ONNX export's checks alike."""
+    return tokenizer.pad({"input_ids": input_ids}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors=return_tensors)

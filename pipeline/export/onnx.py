@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.data.tokenize import pad_rows
 from pipeline.errors import ExportError, ModelFolderError, one_line
 from pipeline.export.folder import (
     ONNX_FILE,
@@ -46,8 +47,6 @@ OPSET = 17
 runs it."""
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "logits"
-PAD_TO_MULTIPLE_OF = 8
-"""As the classifier pads (pipeline.serve.classifier), so the checked shapes are the ones served."""
 MAX_LOGIT_DIFF = 1e-4
 """Largest logit difference from torch that an export may show on the check batches; faithful exports of GPT-2
 small measure ~2e-6, a broken one (e.g. traced with dropout on) ~1e-1."""
@@ -132,10 +131,10 @@ def _float32_classifier(loaded: LoadedModel) -> torch.nn.Module:
 
 
 def encode(loaded: LoadedModel, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-    """``texts`` as the classifier batches them: truncated to the model's max length, right-padded to a multiple
-    of 8 with the pad (EOS) token."""
+    """``texts`` as the classifier batches them (truncated to the model's max length, then :func:`pad_rows`), so
+    the checked shapes are the ones served."""
     ids = loaded.tokenizer(list(texts), truncation=True, max_length=loaded.metadata.max_length)["input_ids"]
-    batch = loaded.tokenizer.pad({"input_ids": ids}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
+    batch = pad_rows(loaded.tokenizer, ids, return_tensors="pt")
     return {name: batch[name] for name in INPUTS}
 
 

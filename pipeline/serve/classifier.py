@@ -10,14 +10,12 @@ import numpy as np
 import torch
 
 from pipeline.data.clean import is_unicode_text
+from pipeline.data.tokenize import pad_rows
 from pipeline.errors import ServeError
 from pipeline.evaluation.thresholds import apply_threshold
 from pipeline.export.folder import load_model_folder, load_onnx_folder, resolve_model_dir
 from pipeline.serve.backends import OnnxRuntimeBackend, TorchBackend, prepare_backend
 from pipeline.serve.batch_plan import measure_pass_cost, plan_batches
-
-PAD_TO_MULTIPLE_OF = 8
-"""Same padding as the training collator: tensor-core friendly shapes on GPU, free on CPU."""
 
 
 @dataclass
@@ -102,9 +100,7 @@ class Classifier:
             cuts = [(start, min(start + step, len(order))) for start in range(0, len(order), step)]
         for start, end in cuts:
             rows = order[start:end]
-            batch = self.tokenizer.pad(
-                {"input_ids": [encoded[i] for i in rows]}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="np"
-            )
+            batch = pad_rows(self.tokenizer, [encoded[i] for i in rows], return_tensors="np")
             out[rows] = self.backend(batch["input_ids"], batch["attention_mask"])
         return out
 

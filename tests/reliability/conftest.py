@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,18 +107,26 @@ class Running:
             self._queue.put(line)
         self._queue.put(None)  # EOF: every process holding the pipe (launcher, orphaned trainer) has exited
 
-    def wait_for(self, wanted: Callable[[str], bool], timeout: float = 300) -> str:
-        """The first new output line for which ``wanted`` is true; fails if the output ends or time runs out."""
-        deadline = time.monotonic() + timeout
+    def _new_lines(self, deadline: float) -> Iterator[str | None]:
+        """Output lines as they come (each also kept in ``lines``) until ``deadline``; ``None`` once the output has
+        ended, which stays queued for the next reader."""
         while (left := deadline - time.monotonic()) > 0:
             try:
                 line = self._queue.get(timeout=left)
             except queue.Empty:
-                break
+                return
             if line is None:
                 self._queue.put(None)
-                pytest.fail("the command ended before the awaited line:\n" + self.text[-4000:])
+                yield None
+                return
             self.lines.append(line)
+            yield line
+
+    def wait_for(self, wanted: Callable[[str], bool], timeout: float = 300) -> str:
+        """The first new output line for which ``wanted`` is true; fails if the output ends or time runs out."""
+        for line in self._new_lines(time.monotonic() + timeout):
+            if line is None:
+                pytest.fail("the command ended before the awaited line:\n" + self.text[-4000:])
             if wanted(line):
                 return line
         self.kill(signal.SIGKILL)
@@ -132,14 +140,9 @@ class Running:
     def finish(self, timeout: float = 300) -> int:
         """Wait for the end of the output (every process of the group) and return the started command's status."""
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
+        for line in self._new_lines(deadline):
             if line is None:
-                return self.proc.wait(timeout=max(left, 1))
-            self.lines.append(line)
+                return self.proc.wait(timeout=max(deadline - time.monotonic(), 1))
         self.kill(signal.SIGKILL)
         pytest.fail(f"the command did not end within {timeout} s:\n" + self.text[-4000:])
 
