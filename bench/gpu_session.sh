@@ -3,12 +3,13 @@
 # one device call of at most 10 minutes (../shared/GPU.md: about 15 device-minutes per session in all).
 #
 #   1. QLoRA and serving on CUDA   pytest -m gpu tests/test_qlora.py, tests/serve/test_cuda.py       issues 11, 8
-#   2. model quality               bench/gpu_quality.sh: SmolLM2-135M, 3 seeds of each step in QUALITY_WAVES
-#                                  (default honest-lora: the series the 2026-11-26 session could not run)  issue 10
-#   3. training speed              bench/train_speed.py --device cuda: book loop, plain Trainer, full, LoRA;
-#                                  then configs/full.yaml at batch 128 (with speed after the first epoch)  issue 9
-#   4. serving speed               bench/serve_speed.py --device cuda --batch-size 128 (Python API part)   issue 8
-#   5. GPU memory, if time is left bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)       issue 9
+#   2. serving speed               bench/serve_speed.py --device cuda --batch-size 128 (Python API part)   issue 8
+#   3. training speed              the machine's start-up floor (torch + CUDA, the Trainer import, the accelerate
+#                                  launcher); bench/train_speed.py --device cuda: book loop, plain Trainer, full,
+#                                  LoRA; then configs/full.yaml at batch 128 (with speed after the first epoch)  issue 9
+#   4. GPU memory                  bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)       issue 9
+#   5. model quality, time left    bench/gpu_quality.sh: SmolLM2-135M, 3 seeds of each step in QUALITY_WAVES
+#                                  (default honest-lora: the series no session has run yet)                issue 10
 # (FSDP through configs/accelerate/fsdp.yaml ran on the 2026-11-26 H100; see bench/README.md.)
 #
 # Usage, from the project root on the GPU machine (its python3 has torch with CUDA):
@@ -44,32 +45,37 @@ for t in tests/test_qlora.py tests/serve/test_cuda.py; do
   timeout 75 python3 -m pytest -m gpu -q -rs -p no:cacheprovider -s "$t" 2>&1 | grep -v "it/s\]" | tail -n 15
 done
 
-BUDGET=$(( $(left) - 240 ))  # ~200 s for steps 3-4 (an H100: ~40 s per speed recipe)
-stamp "2. quality ($QUALITY_WAVES): ${BUDGET} s left for it"
+stamp "2. serving speed (Python API on CUDA, batches of 128)"
+timeout 60 python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
+  --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 6
+
+stamp "3a. start-up floor of this machine: python + torch + first CUDA op; the Trainer import; the accelerate launcher"
+TIMEFORMAT="%R s wall"
+for cmd in "import torch; torch.zeros(1, device='cuda')" "from transformers import Trainer"; do
+  echo "$cmd"; time python3 -c "$cmd"
+done
+echo "accelerate launch --quiet of an empty script"; : > /tmp/empty.py
+time accelerate launch --quiet --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no /tmp/empty.py
+
+stamp "3b. training speed: full and LoRA configs vs the book loop and plain Trainer, then full at batch 128"
+timeout 260 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
+  --modes full --recipes book_loop trainer_defaults project_full project_lora \
+  --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 12
+timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 \
+  --epochs 5 --data "$DATA" --recipes project_full --project-overrides training.per_device_train_batch_size=128 training.learning_rate=8e-5 \
+  --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 3
+
+stamp "4. peak GPU memory, full fine-tuning of the GPT-2 XL architecture at batch 16 x 64 tokens (issue 9: <= 27.5 GiB)"
+timeout 75 python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \
+  --out "$OUT/memory-gpt2-xl.json" 2>&1 | tail -n 4
+
+BUDGET=$(( $(left) - 10 ))
+stamp "5. quality ($QUALITY_WAVES): ${BUDGET} s left for it"
 if [ "$BUDGET" -ge 120 ]; then
   bench/gpu_quality.sh --data "$DATA" --sha256 "$SHA" --budget "$BUDGET" --step-cap "$BUDGET" --min-wave 100 \
     --waves "$QUALITY_WAVES" "$GGUF" "$OUT" 2>&1 | grep -v "it/s\]" | tail -n 40
 else
   echo "skipped: too little time left"
-fi
-
-stamp "3. training speed: full and LoRA configs vs the book loop and plain Trainer, then full at batch 128"
-timeout $(( $(left) - 40 )) python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
-  --modes full --recipes book_loop trainer_defaults project_full project_lora \
-  --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 12
-[ "$(left)" -ge 75 ] && timeout $(( $(left) - 35 )) python3 bench/train_speed.py --device cuda --arch gpt2 \
-  --epochs 5 --data "$DATA" --recipes project_full --project-overrides training.per_device_train_batch_size=128 training.learning_rate=8e-5 \
-  --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 3
-
-stamp "4. serving speed (Python API on CUDA, batches of 128)"
-if [ "$(left)" -ge 30 ]; then
-  timeout $(( $(left) - 5 )) python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
-    --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 6
-fi
-stamp "5. peak GPU memory, full fine-tuning of the GPT-2 XL architecture at batch 16 x 64 tokens (issue 9: <= 27.5 GiB)"
-if [ "$(left)" -ge 45 ]; then
-  timeout $(( $(left) - 3 )) python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \
-    --out "$OUT/memory-gpt2-xl.json" 2>&1 | tail -n 4
 fi
 stamp "done"
 ls -la "$OUT"
