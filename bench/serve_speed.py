@@ -19,7 +19,8 @@ bundled GPT-2 tokenizer and served by ``spam-tune serve`` exactly as a trained o
    at a time on all 5,574 would take ~20 minutes on 2 CPU cores).
    With ``--backends torch onnxruntime`` each way runs on both backends (the folder is exported with
    ``spam-tune export --onnx``'s code first), interleaved round by round, and the records say how much faster
-   ONNX Runtime was than torch and how far its probabilities were from torch's.
+   ONNX Runtime was than torch and how far its probabilities were from torch's. ``--dtypes float32 auto`` does
+   the same for torch in float32 and in the serving default (bfloat16 on CUDA).
 2. HTTP: ``spam-tune serve`` in a subprocess on 127.0.0.1, and this process as the client (aiohttp): for each
    concurrency in ``--clients``, ``--requests`` (``gpt2``: ``--gpt2-requests``) single-message requests after
    a warm-up, with dynamic batching on (``--max-batch-size`` = ``--batch-size``) and off
@@ -108,14 +109,21 @@ def bench_api(
     texts: list[str],
     args: argparse.Namespace,
 ) -> list[dict]:
-    """The three ways for each backend, interleaved over ``args.rounds`` slices of ``texts`` (round by round, every
-    backend and way in turn), so that a change in the machine's load during the run hits all of them alike."""
+    """The three ways for each variant (a backend, and for torch each of ``--dtypes``), interleaved over
+    ``args.rounds`` slices of ``texts`` (round by round, every variant and way in turn), so that a change in the
+    machine's load during the run hits all of them alike. A variant is named by its backend, plus its dtype when
+    that is not float32 (``torch``, ``torch-bfloat16``, ``onnxruntime``); ``torch`` is the reference of
+    ``speedup_vs_torch`` and of the probability differences."""
+    import torch
+
     from pipeline.serve.classifier import Classifier
 
-    classifiers = {
-        backend: Classifier(model_dir, batch_size=args.batch_size, device=args.device, backend=backend)
-        for backend in args.backends
-    }
+    classifiers = {}
+    for backend in args.backends:
+        for dtype in args.dtypes if backend == "torch" else ["auto"]:
+            c = Classifier(model_dir, batch_size=args.batch_size, device=args.device, backend=backend, dtype=dtype)
+            name = backend if c.dtype == torch.float32 else f"{backend}-{str(c.dtype).removeprefix('torch.')}"
+            classifiers.setdefault(name, c)
     for classifier in classifiers.values():
         classifier.logits(texts[:64])  # warm-up: first-call allocations, lazy inits, the measured pass cost
     ways = {
@@ -133,7 +141,9 @@ def bench_api(
         {
             "bench": "api",
             "model": model,
-            "backend": backend,
+            "variant": backend,
+            "backend": classifiers[backend].backend.name,
+            "dtype": classifiers[backend].backend.dtype,
             "device": str(classifiers[backend].device),
             "how": how,
             "messages": len(texts),
@@ -314,13 +324,13 @@ async def bench_http(
 
 
 def summarize_api(api: list[dict], model: str) -> list[dict]:
-    by = {(r["backend"], r["how"]): r for r in api}
+    by = {(r["variant"], r["how"]): r for r in api}
     summary = [
         {
             "bench": "summary",
             "model": model,
-            "backend": backend,
-            "target": "API batched >= 3x one-at-a-time (2 CPU cores)",
+            "variant": backend,
+            "target": "API batched >= 3x one-at-a-time (2 CPU cores), >= 20x on a GPU",
             "measured": by[backend, "batched_length_sorted"]["speedup_vs_one_at_a_time"],
         }
         for backend in dict.fromkeys(b for b, _ in by)
@@ -392,7 +402,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     from pipeline.export.onnx import export_onnx
-    from pipeline.serve.settings import BACKENDS
+    from pipeline.serve.settings import BACKENDS, DTYPES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the UCI SMSSpamCollection file (label<TAB>text)")
@@ -415,6 +425,13 @@ def main() -> int:
         default=["torch"],
         choices=BACKENDS,
         help="API runs: the backends measured side by side (onnxruntime: the folder exported with export --onnx)",
+    )
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["auto"],
+        choices=DTYPES,
+        help="API runs: the torch dtypes measured side by side (auto: bfloat16 on CUDA, float32 on CPU)",
     )
     parser.add_argument("--http-backend", default="torch", choices=BACKENDS, help="the HTTP servers' --backend")
     args = parser.parse_args()

@@ -87,7 +87,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise SpamTuneError("--out needs --file IN; texts given as arguments are printed as JSON lines")
     if not texts:
         raise SpamTuneError("nothing to classify; pass texts as arguments or --file FILE")
-    classifier = Classifier(args.model_dir, batch_size=args.batch_size, device=args.device, backend=args.backend)
+    classifier = Classifier(
+        args.model_dir, batch_size=args.batch_size, device=args.device, backend=args.backend, dtype=args.dtype
+    )
     for prediction in classifier.predict(texts):
         print(json.dumps(prediction.to_dict(), ensure_ascii=False))
     return 0

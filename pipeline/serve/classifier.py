@@ -14,7 +14,7 @@ from pipeline.data.tokenize import pad_rows
 from pipeline.errors import ServeError
 from pipeline.evaluation.thresholds import apply_threshold
 from pipeline.export.folder import load_model_folder, load_onnx_folder, resolve_model_dir
-from pipeline.serve.backends import OnnxRuntimeBackend, TorchBackend, prepare_backend
+from pipeline.serve.backends import OnnxRuntimeBackend, TorchBackend, prepare_backend, resolve_dtype
 from pipeline.serve.batch_plan import measure_pass_cost, plan_batches
 
 
@@ -40,16 +40,26 @@ class Prediction:
 class Classifier:
     """Loads once, then classifies batches of texts; thread-unsafe like any torch module (and fast tokenizer).
 
+    ``dtype`` (:func:`~pipeline.serve.backends.resolve_dtype`): ``auto`` runs bfloat16 on CUDA, float32 on CPU;
+    ``"float32"`` reproduces the saved model's probabilities exactly on any device.
+
     ``backend="onnxruntime"`` computes the logits with the folder's ``model.onnx`` (``spam-tune export --onnx``) on
     CPU instead of the torch weights, which are then not loaded; tokenization, length sorting, batch cuts,
     decisions and errors are the same code either way.
     """
 
     def __init__(
-        self, model_dir: str | Path, *, batch_size: int = 32, device: str | None = None, backend: str = "torch"
+        self,
+        model_dir: str | Path,
+        *,
+        batch_size: int = 32,
+        device: str | None = None,
+        backend: str = "torch",
+        dtype: str | None = "auto",
     ) -> None:
         self.model_dir = resolve_model_dir(model_dir)
         self.device = prepare_backend(backend, device, self.model_dir)
+        self.dtype = resolve_dtype(dtype, backend, self.device)
         self.model: torch.nn.Module | None = None
         self.backend: TorchBackend | OnnxRuntimeBackend
         if backend == "onnxruntime":
@@ -61,7 +71,7 @@ class Classifier:
             self.metadata, self.tokenizer, self.model = loaded.metadata, loaded.tokenizer, loaded.model
             if self.model.config.pad_token_id is None:  # a plain checkpoint: the head needs it to find the last token
                 self.model.config.pad_token_id = self.tokenizer.pad_token_id
-            self.model.to(self.device)
+            self.model.to(self.device, dtype=self.dtype)
             self.backend = TorchBackend(self.model, self.device)
         self.batch_size = batch_size
         self.max_length = self.metadata.max_length

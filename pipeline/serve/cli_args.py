@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from pipeline.serve.settings import BACKENDS, ServeSettings
+from pipeline.serve.settings import BACKENDS, DTYPES, ServeSettings
 
 DEFAULT_CHUNK_SIZE = 1024
 """Rows that ``predict --file`` reads, sorts by length and classifies at a time."""
@@ -100,4 +100,11 @@ def add_device_arguments(cmd: argparse.ArgumentParser) -> None:
         default=BACKENDS[0],
         help="what computes the logits (default torch); onnxruntime runs the folder's model.onnx on CPU "
         "(write it with: spam-tune export MODEL_DIR --onnx)",
+    )
+    cmd.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=DTYPES[0],
+        help="torch weights and activations (default auto: bfloat16 on CUDA, float32 on CPU); "
+        "float32 gives the exact probabilities of the saved model",
     )

@@ -190,7 +190,9 @@ def run_file_command(args: Any) -> int:
     )
     job.check()
     TableReader(job.path, input_format(job.path, job.fmt), job.chunk_size)  # missing/empty file: fail before loading
-    classifier = Classifier(args.model_dir, batch_size=args.batch_size, device=args.device, backend=args.backend)
+    classifier = Classifier(
+        args.model_dir, batch_size=args.batch_size, device=args.device, backend=args.backend, dtype=args.dtype
+    )
     rows = predict_file(classifier, job)
     if job.out is not None:
         print(f"{rows} rows -> {job.out}", file=sys.stderr)

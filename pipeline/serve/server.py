@@ -20,7 +20,7 @@ import uvicorn
 from pipeline.errors import ServeError
 from pipeline.export.folder import resolve_model_dir
 from pipeline.serve.app import create_app
-from pipeline.serve.backends import prepare_backend
+from pipeline.serve.backends import prepare_backend, resolve_dtype
 from pipeline.serve.classifier import Classifier
 from pipeline.serve.settings import ServeSettings
 
@@ -66,11 +66,15 @@ def serve(model_dir: str | Path, settings: ServeSettings) -> int:
     model_dir = resolve_model_dir(model_dir)  # a run dir works too; a missing or incomplete folder fails here
     # A bad --device, or --backend onnxruntime without model.onnx or the package, fails here: before the port is
     # taken and the model loads.
-    prepare_backend(settings.backend, settings.device, model_dir)
+    resolve_dtype(settings.dtype, settings.backend, prepare_backend(settings.backend, settings.device, model_dir))
     sock = bind(settings.host, settings.port)
     try:
         classifier = Classifier(
-            model_dir, batch_size=settings.max_batch_size, device=settings.device, backend=settings.backend
+            model_dir,
+            batch_size=settings.max_batch_size,
+            device=settings.device,
+            backend=settings.backend,
+            dtype=settings.dtype,
         )
         classifier.logits(["warm-up", "a second, longer warm-up text"])  # first-call costs before the first client
         freeze_loaded_objects()
@@ -87,9 +91,10 @@ def serve(model_dir: str | Path, settings: ServeSettings) -> int:
         host, port = sock.getsockname()[:2]
         url_host = f"[{host}]" if ":" in host else host
         log.info(
-            "serving %s with %s on %s at http://%s:%d (demo page /, API docs /docs); stop with Ctrl+C or SIGTERM",
+            "serving %s with %s (%s) on %s at http://%s:%d (demo page /, API docs /docs); stop with Ctrl+C or SIGTERM",
             model_dir,
             classifier.backend.name,
+            classifier.backend.dtype,
             classifier.device,
             url_host,
             port,

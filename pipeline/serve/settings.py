@@ -11,6 +11,10 @@ BACKENDS = ("torch", "onnxruntime")
 """What computes the logits: torch (CPU or CUDA), or ONNX Runtime on CPU (the folder's model.onnx, written by
 ``spam-tune export --onnx``)."""
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""Weights and activations of the torch backend. ``auto``: bfloat16 on a CUDA GPU that has it (float16 on older
+ones), float32 on CPU; see :func:`pipeline.serve.backends.resolve_dtype`."""
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -35,6 +39,9 @@ class ServeSettings:
     """None/auto: CUDA when available, else CPU (always CPU with the onnxruntime backend)."""
     backend: str = "torch"
     """torch, or onnxruntime (CPU; measured faster than torch there, see the README's Serving section)."""
+    dtype: str = "auto"
+    """auto: bfloat16 on CUDA (as TEI serves in half precision; batches ran ~x faster on an H100, see the README),
+    float32 on CPU; float32 gives the saved model's exact probabilities everywhere."""
     access_log: bool = False
     """Per-request log lines (off by default: /metrics counts requests and they cost time under load)."""
     graceful_timeout_s: int = 30
@@ -54,6 +61,8 @@ class ServeSettings:
                 raise ServeError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.backend not in BACKENDS:
             raise ServeError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.dtype not in DTYPES:
+            raise ServeError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.max_wait_ms < 0:
             raise ServeError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:

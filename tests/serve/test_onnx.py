@@ -183,6 +183,8 @@ def test_onnxruntime_runs_on_cpu_only(onnx_dir: Path, monkeypatch: pytest.Monkey
     assert Classifier(onnx_dir, backend="onnxruntime").device.type == "cpu"
     with pytest.raises(ServeError, match="--backend onnxruntime runs on CPU; drop --device cuda"):
         Classifier(onnx_dir, backend="onnxruntime", device="cuda")
+    with pytest.raises(ServeError, match=r"onnxruntime runs the float32 model\.onnx; drop --dtype float16"):
+        Classifier(onnx_dir, backend="onnxruntime", dtype="float16")
     with pytest.raises(ServeError, match="unknown backend 'tensorrt'"):
         Classifier(onnx_dir, backend="tensorrt")
 

@@ -1,0 +1,74 @@
+"""``--dtype``: half precision where it pays (bfloat16 on CUDA by default), float32 for exact probabilities."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.errors import ServeError
+from pipeline.serve.app import create_app
+from pipeline.serve.backends import resolve_dtype
+from pipeline.serve.classifier import Classifier
+from tests.conftest import BF16_TOLERANCE
+from tests.serve.conftest import HAM_TEXT, SPAM_TEXT, running
+
+TEXTS = [SPAM_TEXT, HAM_TEXT, "see you at 6? " * 20, "WIN cash now!!! call 0800", "ok"]
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_auto_is_float32_on_cpu_and_half_precision_on_cuda(monkeypatch: pytest.MonkeyPatch):
+    assert resolve_dtype("auto", "torch", CPU) == torch.float32
+    assert resolve_dtype(None, "torch", CPU) == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_dtype("auto", "torch", CUDA) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # before Ampere: TEI's float16
+    assert resolve_dtype("auto", "torch", CUDA) == torch.float16
+    assert resolve_dtype("float32", "torch", CUDA) == torch.float32
+    assert resolve_dtype("bfloat16", "torch", CPU) == torch.bfloat16
+
+
+def test_bad_dtypes_are_refused_naming_the_choices():
+    with pytest.raises(ServeError, match="unknown dtype 'int8'; pass one of auto, float32, bfloat16, float16"):
+        resolve_dtype("int8", "torch", CPU)
+    with pytest.raises(ServeError, match=r"onnxruntime runs the float32 model\.onnx; drop --dtype bfloat16"):
+        resolve_dtype("bfloat16", "onnxruntime", CPU)
+    assert resolve_dtype("auto", "onnxruntime", CPU) == torch.float32
+
+
+@pytest.mark.parametrize("folder", ["full_model_dir", "lora_model_dir"])
+def test_bfloat16_serves_the_float32_answers_within_its_precision(folder: str, request: pytest.FixtureRequest):
+    model_dir = request.getfixturevalue(folder)
+    exact = Classifier(model_dir, device="cpu", dtype="float32")
+    half = Classifier(model_dir, device="cpu", dtype="bfloat16")
+    assert exact.backend.dtype == "float32" and half.backend.dtype == "bfloat16"
+    expected = exact.probabilities(TEXTS).numpy()
+    with running(create_app(half)) as url:
+        rows = httpx.post(url + "/predict", json={"inputs": TEXTS}, timeout=60).json()
+        info = httpx.get(url + "/info", timeout=60).json()
+    assert info["model_dtype"] == "bfloat16"
+    got = np.array([[{p["label"]: p["score"] for p in row}[label] for label in ("ham", "spam")] for row in rows])
+    # bfloat16 keeps 8 significant bits: one rounding moves a value by up to 2**-8 of itself. Measured on these
+    # 2-block models: 7.5e-4 at most (CPU, 2026-11-26).
+    np.testing.assert_allclose(got, expected, rtol=0, atol=BF16_TOLERANCE)
+    clear = np.abs(expected[:, 1] - 0.5) > BF16_TOLERANCE  # a decision this close to 0.5 may flip: not asserted
+    assert (got.argmax(1) == expected.argmax(1))[clear].all()
+
+
+def test_predict_cli_takes_the_dtype(full_model_dir: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["predict", str(full_model_dir), SPAM_TEXT, HAM_TEXT, "--dtype", "float32"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = Classifier(full_model_dir, device="cpu").probabilities([SPAM_TEXT, HAM_TEXT]).numpy()
+    got = np.array([[row["probabilities"]["ham"], row["probabilities"]["spam"]] for row in rows])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert main(["predict", str(full_model_dir), SPAM_TEXT, "--dtype", "bfloat16"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as bad:
+        main(["predict", str(full_model_dir), SPAM_TEXT, "--dtype", "int8"])
+    assert bad.value.code == 2
+    assert "invalid choice: 'int8'" in capsys.readouterr().err
