@@ -47,7 +47,7 @@ done
 
 stamp "2. serving speed (Python API on CUDA, batches of 128)"
 timeout 60 python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
-  --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda.json" 2>&1 | tail -n 6
+  --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda-batch128.json" 2>&1 | tail -n 6
 
 stamp "3a. start-up floor of this machine: python + torch + first CUDA op; the Trainer import; the accelerate launcher"
 TIMEFORMAT="%R s wall"

@@ -19,8 +19,8 @@ bundled GPT-2 tokenizer and served by ``spam-tune serve`` exactly as a trained o
    at a time on all 5,574 would take ~20 minutes on 2 CPU cores).
    With ``--backends torch onnxruntime`` each way runs on both backends (the folder is exported with
    ``spam-tune export --onnx``'s code first), interleaved round by round, and the records say how much faster
-   ONNX Runtime was than torch and how far its probabilities were from torch's. ``--dtypes float32 auto`` does
-   the same for torch in float32 and in the serving default (bfloat16 on CUDA).
+   ONNX Runtime was than torch and how far its probabilities were from torch's. ``--dtypes float32 bfloat16`` does
+   the same for torch in float32 (the serving default) and in bfloat16.
 2. HTTP: ``spam-tune serve`` in a subprocess on 127.0.0.1, and this process as the client (aiohttp): for each
    concurrency in ``--clients``, ``--requests`` (``gpt2``: ``--gpt2-requests``) single-message requests after
    a warm-up, with dynamic batching on (``--max-batch-size`` = ``--batch-size``) and off
@@ -120,7 +120,7 @@ def bench_api(
 
     classifiers = {}
     for backend in args.backends:
-        for dtype in args.dtypes if backend == "torch" else ["auto"]:
+        for dtype in args.dtypes if backend == "torch" else ["float32"]:
             c = Classifier(model_dir, batch_size=args.batch_size, device=args.device, backend=backend, dtype=dtype)
             name = backend if c.dtype == torch.float32 else f"{backend}-{str(c.dtype).removeprefix('torch.')}"
             classifiers.setdefault(name, c)
@@ -429,9 +429,9 @@ def main() -> int:
     parser.add_argument(
         "--dtypes",
         nargs="+",
-        default=["auto"],
+        default=["float32"],
         choices=DTYPES,
-        help="API runs: the torch dtypes measured side by side (auto: bfloat16 on CUDA, float32 on CPU)",
+        help="API runs: the torch dtypes measured side by side (float32 is the serving default)",
     )
     parser.add_argument("--http-backend", default="torch", choices=BACKENDS, help="the HTTP servers' --backend")
     args = parser.parse_args()

@@ -151,7 +151,7 @@ def evaluate_saved_model(
 
     from pipeline.serve.classifier import Classifier
 
-    # float32 whatever the device: these metrics describe the saved model, not a faster half-precision copy of it.
+    # float32 always (not a --dtype): these metrics describe the saved model, not a half-precision copy of it.
     classifier = Classifier(target.model_dir, batch_size=batch_size, dtype="float32")
     texts = frame["text"].tolist()
     predictions = SplitPredictions(

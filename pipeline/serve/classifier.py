@@ -40,8 +40,8 @@ class Prediction:
 class Classifier:
     """Loads once, then classifies batches of texts; thread-unsafe like any torch module (and fast tokenizer).
 
-    ``dtype`` (:func:`~pipeline.serve.backends.resolve_dtype`): ``auto`` runs bfloat16 on CUDA, float32 on CPU;
-    ``"float32"`` reproduces the saved model's probabilities exactly on any device.
+    ``dtype`` (:func:`~pipeline.serve.backends.resolve_dtype`): float32 reproduces the saved model's probabilities;
+    ``"bfloat16"``/``"float16"`` halve the weights' memory at ~3 significant digits.
 
     ``backend="onnxruntime"`` computes the logits with the folder's ``model.onnx`` (``spam-tune export --onnx``) on
     CPU instead of the torch weights, which are then not loaded; tokenization, length sorting, batch cuts,
@@ -55,11 +55,11 @@ class Classifier:
         batch_size: int = 32,
         device: str | None = None,
         backend: str = "torch",
-        dtype: str | None = "auto",
+        dtype: str | None = "float32",
     ) -> None:
         self.model_dir = resolve_model_dir(model_dir)
         self.device = prepare_backend(backend, device, self.model_dir)
-        self.dtype = resolve_dtype(dtype, backend, self.device)
+        self.dtype = resolve_dtype(dtype, backend)
         self.model: torch.nn.Module | None = None
         self.backend: TorchBackend | OnnxRuntimeBackend
         if backend == "onnxruntime":

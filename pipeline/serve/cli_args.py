@@ -105,6 +105,6 @@ def add_device_arguments(cmd: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=DTYPES,
         default=DTYPES[0],
-        help="torch weights and activations (default auto: bfloat16 on CUDA, float32 on CPU); "
-        "float32 gives the exact probabilities of the saved model",
+        help="torch weights and activations (default float32: the saved model's exact probabilities); "
+        "bfloat16/float16 halve the weights' memory",
     )

@@ -66,7 +66,8 @@ def serve(model_dir: str | Path, settings: ServeSettings) -> int:
     model_dir = resolve_model_dir(model_dir)  # a run dir works too; a missing or incomplete folder fails here
     # A bad --device, or --backend onnxruntime without model.onnx or the package, fails here: before the port is
     # taken and the model loads.
-    resolve_dtype(settings.dtype, settings.backend, prepare_backend(settings.backend, settings.device, model_dir))
+    prepare_backend(settings.backend, settings.device, model_dir)
+    resolve_dtype(settings.dtype, settings.backend)
     sock = bind(settings.host, settings.port)
     try:
         classifier = Classifier(

@@ -11,9 +11,8 @@ BACKENDS = ("torch", "onnxruntime")
 """What computes the logits: torch (CPU or CUDA), or ONNX Runtime on CPU (the folder's model.onnx, written by
 ``spam-tune export --onnx``)."""
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-"""Weights and activations of the torch backend. ``auto``: bfloat16 on a CUDA GPU that has it (float16 on older
-ones), float32 on CPU; see :func:`pipeline.serve.backends.resolve_dtype`."""
+DTYPES = ("float32", "bfloat16", "float16")
+"""Weights and activations of the torch backend; see :func:`pipeline.serve.backends.resolve_dtype`."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +38,9 @@ class ServeSettings:
     """None/auto: CUDA when available, else CPU (always CPU with the onnxruntime backend)."""
     backend: str = "torch"
     """torch, or onnxruntime (CPU; measured faster than torch there, see the README's Serving section)."""
-    dtype: str = "auto"
-    """auto: bfloat16 on CUDA (as TEI serves in half precision; batches ran ~x faster on an H100, see the README),
-    float32 on CPU; float32 gives the saved model's exact probabilities everywhere."""
+    dtype: str = "float32"
+    """float32: the saved model's exact probabilities; bfloat16/float16 halve the weights' memory (measured no
+    faster for GPT-2 small, see :func:`pipeline.serve.backends.resolve_dtype`)."""
     access_log: bool = False
     """Per-request log lines (off by default: /metrics counts requests and they cost time under load)."""
     graceful_timeout_s: int = 30

@@ -1,4 +1,4 @@
-"""``--dtype``: half precision where it pays (bfloat16 on CUDA by default), float32 for exact probabilities."""
+"""``--dtype``: float32 (exact probabilities) by default; bfloat16/float16 on request, within their precision."""
 
 from __future__ import annotations
 
@@ -19,26 +19,21 @@ from tests.conftest import BF16_TOLERANCE
 from tests.serve.conftest import HAM_TEXT, SPAM_TEXT, running
 
 TEXTS = [SPAM_TEXT, HAM_TEXT, "see you at 6? " * 20, "WIN cash now!!! call 0800", "ok"]
-CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-def test_auto_is_float32_on_cpu_and_half_precision_on_cuda(monkeypatch: pytest.MonkeyPatch):
-    assert resolve_dtype("auto", "torch", CPU) == torch.float32
-    assert resolve_dtype(None, "torch", CPU) == torch.float32
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_dtype("auto", "torch", CUDA) == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # before Ampere: TEI's float16
-    assert resolve_dtype("auto", "torch", CUDA) == torch.float16
-    assert resolve_dtype("float32", "torch", CUDA) == torch.float32
-    assert resolve_dtype("bfloat16", "torch", CPU) == torch.bfloat16
+def test_float32_is_the_default_and_half_precision_a_choice():
+    assert resolve_dtype(None, "torch") == torch.float32
+    assert Classifier.__init__.__kwdefaults__["dtype"] == "float32"
+    assert resolve_dtype("bfloat16", "torch") == torch.bfloat16
+    assert resolve_dtype("float16", "torch") == torch.float16
 
 
 def test_bad_dtypes_are_refused_naming_the_choices():
-    with pytest.raises(ServeError, match="unknown dtype 'int8'; pass one of auto, float32, bfloat16, float16"):
-        resolve_dtype("int8", "torch", CPU)
+    with pytest.raises(ServeError, match="unknown dtype 'int8'; pass one of float32, bfloat16, float16"):
+        resolve_dtype("int8", "torch")
     with pytest.raises(ServeError, match=r"onnxruntime runs the float32 model\.onnx; drop --dtype bfloat16"):
-        resolve_dtype("bfloat16", "onnxruntime", CPU)
-    assert resolve_dtype("auto", "onnxruntime", CPU) == torch.float32
+        resolve_dtype("bfloat16", "onnxruntime")
+    assert resolve_dtype("float32", "onnxruntime") == torch.float32
 
 
 @pytest.mark.parametrize("folder", ["full_model_dir", "lora_model_dir"])
