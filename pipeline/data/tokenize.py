@@ -175,7 +175,11 @@ def make_collator(
     return PaddingCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
 
-def pad_rows(tokenizer: PreTrainedTokenizerBase, input_ids: list[list[int]], return_tensors: str) -> Any:
+def pad_rows(
+    tokenizer: PreTrainedTokenizerBase, input_ids: list[list[int]], return_tensors: str, *, device_type: str
+) -> Any:
     """Token-id rows right-padded into one batch (``input_ids`` + ``attention_mask``) as a saved model is fed at
-    prediction time, by the classifier and by the ONNX export's checks alike."""
-    return tokenizer.pad({"input_ids": input_ids}, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors=return_tensors)
+    prediction time on ``device_type``, by the classifier and by the ONNX export's checks alike: to the longest
+    row, rounded up to :data:`PAD_TO_MULTIPLE_OF` on a GPU only (as in training)."""
+    multiple = None if device_type == "cpu" else PAD_TO_MULTIPLE_OF
+    return tokenizer.pad({"input_ids": input_ids}, pad_to_multiple_of=multiple, return_tensors=return_tensors)

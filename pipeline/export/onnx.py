@@ -131,10 +131,10 @@ def _float32_classifier(loaded: LoadedModel) -> torch.nn.Module:
 
 
 def encode(loaded: LoadedModel, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-    """``texts`` as the classifier batches them (truncated to the model's max length, then :func:`pad_rows`), so
-    the checked shapes are the ones served."""
+    """``texts`` as the classifier batches them on CPU, where ONNX Runtime serves (truncated to the model's max
+    length, then :func:`pad_rows`), so the checked shapes are the ones served."""
     ids = loaded.tokenizer(list(texts), truncation=True, max_length=loaded.metadata.max_length)["input_ids"]
-    batch = pad_rows(loaded.tokenizer, ids, return_tensors="pt")
+    batch = pad_rows(loaded.tokenizer, ids, "pt", device_type="cpu")
     return {name: batch[name] for name in INPUTS}
 
 

@@ -110,7 +110,7 @@ class Classifier:
             cuts = [(start, min(start + step, len(order))) for start in range(0, len(order), step)]
         for start, end in cuts:
             rows = order[start:end]
-            batch = pad_rows(self.tokenizer, [encoded[i] for i in rows], return_tensors="np")
+            batch = pad_rows(self.tokenizer, [encoded[i] for i in rows], "np", device_type=self.device.type)
             out[rows] = self.backend(batch["input_ids"], batch["attention_mask"])
         return out
 
