@@ -114,15 +114,13 @@ def bench_api(
     machine's load during the run hits all of them alike. A variant is named by its backend, plus its dtype when
     that is not float32 (``torch``, ``torch-bfloat16``, ``onnxruntime``); ``torch`` is the reference of
     ``speedup_vs_torch`` and of the probability differences."""
-    import torch
-
     from pipeline.serve.classifier import Classifier
 
     classifiers = {}
     for backend in args.backends:
-        for dtype in args.dtypes if backend == "torch" else ["float32"]:
+        for dtype in args.dtypes if backend == "torch" else [None]:
             c = Classifier(model_dir, batch_size=args.batch_size, device=args.device, backend=backend, dtype=dtype)
-            name = backend if c.dtype == torch.float32 else f"{backend}-{str(c.dtype).removeprefix('torch.')}"
+            name = backend if c.backend.dtype == "float32" else f"{backend}-{c.backend.dtype}"
             classifiers.setdefault(name, c)
     for classifier in classifiers.values():
         classifier.logits(texts[:64])  # warm-up: first-call allocations, lazy inits, the measured pass cost
@@ -431,7 +429,7 @@ def main() -> int:
         nargs="+",
         default=["float32"],
         choices=DTYPES,
-        help="API runs: the torch dtypes measured side by side (float32 is the serving default)",
+        help="API runs: the torch dtypes measured side by side (the models are saved in float32, as served by default)",
     )
     parser.add_argument("--http-backend", default="torch", choices=BACKENDS, help="the HTTP servers' --backend")
     args = parser.parse_args()

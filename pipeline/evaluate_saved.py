@@ -151,8 +151,8 @@ def evaluate_saved_model(
 
     from pipeline.serve.classifier import Classifier
 
-    # float32 always (not a --dtype): these metrics describe the saved model, not a half-precision copy of it.
-    classifier = Classifier(target.model_dir, batch_size=batch_size, dtype="float32")
+    # The weights as saved (no --dtype): these metrics describe the saved model, not a half-precision copy of it.
+    classifier = Classifier(target.model_dir, batch_size=batch_size)
     texts = frame["text"].tolist()
     predictions = SplitPredictions(
         texts=texts,

@@ -42,8 +42,8 @@ def prepare_backend(backend: str, device: str | None, model_dir: Path) -> torch.
     return resolved
 
 
-def resolve_dtype(dtype: str | None, backend: str) -> torch.dtype:
-    """The dtype the model's weights and activations use: float32 unless asked otherwise.
+def resolve_dtype(dtype: str | None, backend: str) -> torch.dtype | None:
+    """The dtype to cast the model to, or None to keep it as saved (float32 weights; a QLoRA base stays 4-bit).
 
     Half precision is a choice, not the default, because it did not pay for this model size: on an H200
     (bench/serve_speed.py --device cuda --dtypes float32 bfloat16, GPT-2 small, 5,574 messages, 2026-11-26),
@@ -51,7 +51,8 @@ def resolve_dtype(dtype: str | None, backend: str) -> torch.dtype:
     probabilities by up to 0.008; both paths are bound by kernel launches and Python, not by matmul throughput.
     It halves the weights' memory, which matters for models near a GPU's size.
     """
-    dtype = dtype or DTYPES[0]
+    if dtype is None:
+        return None
     if dtype not in DTYPES:
         raise ServeError(f"unknown dtype {dtype!r}; pass one of {', '.join(DTYPES)}")
     if backend == "onnxruntime" and dtype != "float32":

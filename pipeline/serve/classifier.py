@@ -40,8 +40,8 @@ class Prediction:
 class Classifier:
     """Loads once, then classifies batches of texts; thread-unsafe like any torch module (and fast tokenizer).
 
-    ``dtype`` (:func:`~pipeline.serve.backends.resolve_dtype`): float32 reproduces the saved model's probabilities;
-    ``"bfloat16"``/``"float16"`` halve the weights' memory at ~3 significant digits.
+    ``dtype`` (:func:`~pipeline.serve.backends.resolve_dtype`): None keeps the weights as saved (the probabilities
+    training reported); ``"bfloat16"``/``"float16"`` halve the weights' memory at ~3 significant digits.
 
     ``backend="onnxruntime"`` computes the logits with the folder's ``model.onnx`` (``spam-tune export --onnx``) on
     CPU instead of the torch weights, which are then not loaded; tokenization, length sorting, batch cuts,
@@ -55,7 +55,7 @@ class Classifier:
         batch_size: int = 32,
         device: str | None = None,
         backend: str = "torch",
-        dtype: str | None = "float32",
+        dtype: str | None = None,
     ) -> None:
         self.model_dir = resolve_model_dir(model_dir)
         self.device = prepare_backend(backend, device, self.model_dir)
@@ -71,6 +71,11 @@ class Classifier:
             self.metadata, self.tokenizer, self.model = loaded.metadata, loaded.tokenizer, loaded.model
             if self.model.config.pad_token_id is None:  # a plain checkpoint: the head needs it to find the last token
                 self.model.config.pad_token_id = self.tokenizer.pad_token_id
+            if self.dtype is not None and self.metadata.quantization:
+                raise ServeError(
+                    f"{self.model_dir} is a QLoRA adapter on a 4-bit base, which cannot be cast to {dtype}; drop "
+                    f"--dtype, or merge it first: spam-tune merge {self.model_dir} --out DIR"
+                )
             self.model.to(self.device, dtype=self.dtype)
             self.backend = TorchBackend(self.model, self.device)
         self.batch_size = batch_size

@@ -104,7 +104,6 @@ def add_device_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--dtype",
         choices=DTYPES,
-        default=DTYPES[0],
-        help="torch weights and activations (default float32: the saved model's exact probabilities); "
-        "bfloat16/float16 halve the weights' memory",
+        help="cast the torch weights and activations (default: as saved, float32, the probabilities training "
+        "reported); bfloat16/float16 halve the weights' memory",
     )

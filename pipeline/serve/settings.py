@@ -12,7 +12,8 @@ BACKENDS = ("torch", "onnxruntime")
 ``spam-tune export --onnx``)."""
 
 DTYPES = ("float32", "bfloat16", "float16")
-"""Weights and activations of the torch backend; see :func:`pipeline.serve.backends.resolve_dtype`."""
+"""Weights and activations the torch backend can be cast to (default: as saved); see
+:func:`pipeline.serve.backends.resolve_dtype`."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,10 @@ class ServeSettings:
     """None/auto: CUDA when available, else CPU (always CPU with the onnxruntime backend)."""
     backend: str = "torch"
     """torch, or onnxruntime (CPU; measured faster than torch there, see the README's Serving section)."""
-    dtype: str = "float32"
-    """float32: the saved model's exact probabilities; bfloat16/float16 halve the weights' memory (measured no
-    faster for GPT-2 small, see :func:`pipeline.serve.backends.resolve_dtype`)."""
+    dtype: str | None = None
+    """None: as saved (float32 weights; a QLoRA base stays 4-bit), the probabilities training reported;
+    bfloat16/float16 halve the weights' memory (measured no faster for GPT-2 small, see
+    :func:`pipeline.serve.backends.resolve_dtype`)."""
     access_log: bool = False
     """Per-request log lines (off by default: /metrics counts requests and they cost time under load)."""
     graceful_timeout_s: int = 30
@@ -60,7 +62,7 @@ class ServeSettings:
                 raise ServeError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.backend not in BACKENDS:
             raise ServeError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.dtype not in DTYPES:
+        if self.dtype is not None and self.dtype not in DTYPES:
             raise ServeError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.max_wait_ms < 0:
             raise ServeError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")

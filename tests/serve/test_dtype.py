@@ -1,8 +1,9 @@
-"""``--dtype``: float32 (exact probabilities) by default; bfloat16/float16 on request, within their precision."""
+"""``--dtype``: the weights as saved by default (float32); bfloat16/float16 on request, within their precision."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
@@ -21,9 +22,10 @@ from tests.serve.conftest import HAM_TEXT, SPAM_TEXT, running
 TEXTS = [SPAM_TEXT, HAM_TEXT, "see you at 6? " * 20, "WIN cash now!!! call 0800", "ok"]
 
 
-def test_float32_is_the_default_and_half_precision_a_choice():
-    assert resolve_dtype(None, "torch") == torch.float32
-    assert Classifier.__init__.__kwdefaults__["dtype"] == "float32"
+def test_the_saved_dtype_is_the_default_and_half_precision_a_choice():
+    assert resolve_dtype(None, "torch") is None  # as saved: no cast (a QLoRA base stays 4-bit)
+    assert Classifier.__init__.__kwdefaults__["dtype"] is None
+    assert resolve_dtype("float32", "torch") == torch.float32
     assert resolve_dtype("bfloat16", "torch") == torch.bfloat16
     assert resolve_dtype("float16", "torch") == torch.float16
 
@@ -39,7 +41,7 @@ def test_bad_dtypes_are_refused_naming_the_choices():
 @pytest.mark.parametrize("folder", ["full_model_dir", "lora_model_dir"])
 def test_bfloat16_serves_the_float32_answers_within_its_precision(folder: str, request: pytest.FixtureRequest):
     model_dir = request.getfixturevalue(folder)
-    exact = Classifier(model_dir, device="cpu", dtype="float32")
+    exact = Classifier(model_dir, device="cpu")
     half = Classifier(model_dir, device="cpu", dtype="bfloat16")
     assert exact.backend.dtype == "float32" and half.backend.dtype == "bfloat16"
     expected = exact.probabilities(TEXTS).numpy()
@@ -67,3 +69,16 @@ def test_predict_cli_takes_the_dtype(full_model_dir: Path, capsys: pytest.Captur
         main(["predict", str(full_model_dir), SPAM_TEXT, "--dtype", "int8"])
     assert bad.value.code == 2
     assert "invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def test_a_qlora_folder_keeps_its_4bit_base_and_refuses_a_cast(full_model_dir: Path, tmp_path: Path):
+    # A folder whose metadata records a 4-bit base (as a QLoRA adapter's does): casting would rewrite the base's
+    # non-quantized weights and change the model training reported on, so only the saved dtype serves.
+    folder = tmp_path / "qlora-like"
+    shutil.copytree(full_model_dir, folder)
+    meta = json.loads((folder / "spam_tune.json").read_text())
+    meta["quantization"] = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
+    (folder / "spam_tune.json").write_text(json.dumps(meta))
+    assert Classifier(folder, device="cpu").backend.dtype == "float32"
+    with pytest.raises(ServeError, match=r"4-bit base, which cannot be cast to bfloat16; drop --dtype, or merge"):
+        Classifier(folder, device="cpu", dtype="bfloat16")
