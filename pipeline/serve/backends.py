@@ -48,7 +48,8 @@ def resolve_dtype(dtype: str | None, backend: str) -> torch.dtype | None:
     Half precision is a choice, not the default, because it did not pay for this model size: on an H200
     (bench/serve_speed.py --device cuda --dtypes float32 bfloat16, GPT-2 small, 5,574 messages, 2026-11-26),
     bfloat16 served length-sorted batches of 64 at 0.92x float32's rate and single messages at 0.80x, and moved
-    probabilities by up to 0.008; both paths are bound by kernel launches and Python, not by matmul throughput.
+    probabilities by up to 0.008 (batches of 128 were no faster than 32 either: the limit there is not matmul
+    throughput).
     It halves the weights' memory, which matters for models near a GPU's size.
     """
     if dtype is None:
