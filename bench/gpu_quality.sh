@@ -145,8 +145,10 @@ for wave in ${WAVES//,/ }; do
   done
 done
 
-# Logs and each run's metrics.json, small enough to come back (at most 8 files from the GPU machine).
-(cd "$WORK" && tar czf "$OUT/quality-logs.tar.gz" ./*.out runs/*.log runs/*/metrics.json runs/*/config.yaml 2>/dev/null)
+# Logs, each run's metrics.json and its validation/test predictions (for error and threshold analysis later),
+# small enough to come back (at most 8 files from the GPU machine).
+(cd "$WORK" && tar czf "$OUT/quality-logs.tar.gz" ./*.out runs/*.log runs/*/metrics.json runs/*/config.yaml \
+  runs/*/predictions/validation.csv runs/*/predictions/test.csv 2>/dev/null)
 
 echo "== summary after $(elapsed)s"
 "$PY" - "$OUT" <<'PY'

@@ -27,7 +27,7 @@ from pipeline.errors import DataError, SpamTuneError
 from pipeline.evaluation.predictions import SplitPredictions
 from pipeline.evaluation.saved import SavedEvaluation, score_saved
 from pipeline.export.folder import read_folder_metadata, resolve_model_dir
-from pipeline.fileio import publish_dir, write_atomic, write_json
+from pipeline.fileio import publish_dir, write_json
 from pipeline.markdown import METRIC_COLUMNS
 from pipeline.rundir import RunDir
 
@@ -198,7 +198,7 @@ def _baseline_train(target: Target, cfg_data: DataConfig) -> tuple[list[str], np
 
 def _write_outputs(tmp: Path, result: dict[str, Any], scored: SavedEvaluation, id2label: dict[int, str]) -> None:
     from pipeline.evaluation.baseline import baseline_scores
-    from pipeline.report.builder import ReportView, write_report
+    from pipeline.report.builder import ReportView, write_predictions, write_report
     from pipeline.report.render import evaluation_report
 
     predictions, decisions = scored.predictions, scored.decisions
@@ -228,14 +228,7 @@ def _write_outputs(tmp: Path, result: dict[str, Any], scored: SavedEvaluation, i
         )
 
     write_report(tmp, view, render=render)
-    table = {
-        "text": predictions.texts,
-        "label": [id2label[int(i)] for i in predictions.labels],
-        "predicted": [id2label[int(i)] for i in decisions],
-        "confidence": predictions.probabilities[np.arange(len(decisions)), decisions],
-    }
-    table |= {f"p_{id2label[i]}": predictions.probabilities[:, i] for i in range(len(id2label))}
-    write_atomic(tmp / "predictions.csv", pd.DataFrame(table).to_csv(index=False, lineterminator="\n"))
+    write_predictions(tmp / "predictions.csv", predictions, decisions, id2label)
     write_json(tmp / "metrics.json", result)
 
 

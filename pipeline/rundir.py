@@ -64,6 +64,11 @@ class RunDir:
         return self.root / "plots"
 
     @property
+    def predictions(self) -> Path:
+        """``<split>.csv`` per scored split: every row's text, label, decision and class probabilities."""
+        return self.root / "predictions"
+
+    @property
     def environment(self) -> Path:
         return self.root / "environment.json"
 
@@ -110,9 +115,11 @@ def clear_previous_run(run: RunDir) -> None:
 
     Only what a run writes and a new run would not replace as a whole: old checkpoints would otherwise mix with
     the new ones (and a later resume could pick one of them); the old ``metrics.json`` and ``INTERRUPTED`` would
-    describe a run that no longer exists. Everything else is rewritten by the new run.
+    describe a run that no longer exists, and old ``predictions/`` files of splits it does not score would stay.
+    Everything else is rewritten by the new run.
     """
     shutil.rmtree(run.checkpoints, ignore_errors=True)
+    shutil.rmtree(run.predictions, ignore_errors=True)  # the new run may score other splits
     for marker in (run.metrics, run.interrupted):
         marker.unlink(missing_ok=True)
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import TINY_MODEL_SETTINGS
@@ -80,6 +81,12 @@ def test_two_seeds_on_the_honest_split_write_the_issue_json(quality, toy_data_fi
         assert record["test"]["n"] == 17 == record["split_sizes"]["test"] and 0 <= record["test"]["errors"] <= 17
         assert record["baseline_test"]["n"] == 17
         assert not (Path(record["run_dir"]) / "checkpoints").exists()  # deleted: the numbers are what is kept
+        # The same run decided at the threshold that maximises validation F1, read back from its predictions.
+        alt = record["test_at_validation_best_f1"]
+        test = pd.read_csv(Path(record["run_dir"]) / "predictions" / "test.csv")
+        assert alt["n"] == 17 and 0.0 < alt["threshold"] < 1.0
+        assert alt["errors"] == ((test["p_spam"] >= alt["threshold"]) != (test["label"] == "spam")).sum()
+    assert set(result["mean_at_validation_best_f1"]) >= {"accuracy", "spam_f1", "errors"}
     assert result["target"]["metric"] == "spam_f1" and result["failed"] == []
     assert "evaluation.baseline=true" in result["config"]["bench_overrides"]
     assert result["config"]["yaml"].startswith("# accelerate launch")

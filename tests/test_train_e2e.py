@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipeline.cli import main
@@ -46,6 +47,14 @@ def test_cli_train_full_mode_learns_the_toy_set(tiny_run, tmp_path: Path, capsys
     timed = metrics["training"]["epoch_seconds"]  # per epoch, for speed after the warm-up epoch
     assert len(timed) == metrics["training"]["epoch"] and min(timed) > 0
     assert metrics["data"]["split_sizes"] == {"train": 84, "validation": 12, "test": 24}
+    # Every scored split's rows as the model decided them, in the order of data/<split>.csv.
+    for split, rows in metrics["data"]["split_sizes"].items():
+        table = pd.read_csv(run / "predictions" / f"{split}.csv")
+        assert list(table.columns) == ["text", "label", "predicted", "confidence", "p_ham", "p_spam"]
+        assert table["text"].tolist() == pd.read_csv(run / "data" / f"{split}.csv")["text"].tolist()
+        assert len(table) == rows and (table["predicted"] == table["label"]).mean() == metrics[split]["accuracy"]
+        assert ((table["p_ham"] + table["p_spam"] - 1).abs() < 1e-6).all()
+    assert not (run / "model" / "predictions").exists()  # the model folder (what push uploads) holds no data rows
     saved = (run / "config.yaml").read_text(encoding="utf-8")
     assert "mode: full" in saved and str(tmp_path / "run") in saved
     meta = json.loads((run / "model" / "spam_tune.json").read_text(encoding="utf-8"))

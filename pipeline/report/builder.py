@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipeline.config import RunConfig
 from pipeline.evaluation.baseline import baseline_scores
@@ -24,6 +25,26 @@ from pipeline.fileio import write_atomic
 from pipeline.rundir import RunDir
 
 log = logging.getLogger(__name__)
+
+
+def predictions_frame(predictions: SplitPredictions, decisions: np.ndarray, id2label: dict[int, str]) -> pd.DataFrame:
+    """One row per text, in split order: text, true label, the model's decision, its confidence, and ``p_<label>``
+    per class (what error analysis or a threshold chosen later needs, without running the model again)."""
+    table = {
+        "text": predictions.texts,
+        "label": [id2label[int(i)] for i in predictions.labels],
+        "predicted": [id2label[int(i)] for i in decisions],
+        "confidence": predictions.probabilities[np.arange(len(decisions)), decisions],
+    }
+    return pd.DataFrame(table | {f"p_{id2label[i]}": predictions.probabilities[:, i] for i in range(len(id2label))})
+
+
+def write_predictions(
+    path: Path, predictions: SplitPredictions, decisions: np.ndarray, id2label: dict[int, str]
+) -> None:
+    """The one writer of predictions CSV files (``<run>/predictions/<split>.csv``, ``evaluate``'s
+    ``predictions.csv``)."""
+    write_atomic(path, predictions_frame(predictions, decisions, id2label).to_csv(index=False, lineterminator="\n"))
 
 
 @dataclass
@@ -93,10 +114,13 @@ def write_plots(plots_dir: Path, view: ReportView) -> dict[str, Path]:
 def write_run_report(
     run: RunDir, cfg: RunConfig, evaluation: Evaluation, metrics: dict[str, Any], environment: dict[str, Any]
 ) -> dict[str, Path]:
-    """A training run's plots and ``report.md`` (main process only), on the test split when it was scored."""
+    """A training run's plots and ``report.md`` (main process only), on the test split when it was scored, and
+    ``predictions/<split>.csv`` for every scored split."""
     from pipeline.report.render import run_report
 
     ev = cfg.evaluation
+    for name, scored in evaluation.predictions.items():
+        write_predictions(run.predictions / f"{name}.csv", scored, evaluation.final_decisions(name), cfg.data.id2label)
     split = "test" if "test" in evaluation.predictions else next(iter(evaluation.predictions))
     predictions = evaluation.predictions[split]
     decisions = evaluation.final_decisions(split)
