@@ -71,12 +71,15 @@ class Classifier:
             self.metadata, self.tokenizer, self.model = loaded.metadata, loaded.tokenizer, loaded.model
             if self.model.config.pad_token_id is None:  # a plain checkpoint: the head needs it to find the last token
                 self.model.config.pad_token_id = self.tokenizer.pad_token_id
-            if self.dtype is not None and self.metadata.quantization:
+            if self.dtype is None:  # as saved; no dtype argument at all (transformers refuses one for 4-bit models)
+                self.model.to(self.device)
+            elif self.metadata.quantization:
                 raise ServeError(
                     f"{self.model_dir} is a QLoRA adapter on a 4-bit base, which cannot be cast to {dtype}; drop "
                     f"--dtype, or merge it first: spam-tune merge {self.model_dir} --out DIR"
                 )
-            self.model.to(self.device, dtype=self.dtype)
+            else:
+                self.model.to(self.device, dtype=self.dtype)
             self.backend = TorchBackend(self.model, self.device)
         self.batch_size = batch_size
         self.max_length = self.metadata.max_length
