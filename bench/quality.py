@@ -44,7 +44,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -378,15 +377,21 @@ def test_at_validation_best_f1(run_dir: Path) -> dict[str, Any] | None:
         return None
     import pandas as pd
 
-    from pipeline.evaluation.metrics import classification_metrics
-    from pipeline.evaluation.thresholds import apply_threshold, choose_threshold
+    from pipeline.evaluation.predictions import SplitPredictions, split_metrics
+    from pipeline.evaluation.thresholds import choose_threshold
 
-    frames = {split: pd.read_csv(path, keep_default_na=False) for split, path in files.items()}
-    labels = {split: (frame["label"] == "spam").to_numpy(dtype=int) for split, frame in frames.items()}
-    chosen = choose_threshold(labels["validation"], frames["validation"]["p_spam"].to_numpy(), strategy="best_f1")
-    probabilities = frames["test"][["p_ham", "p_spam"]].to_numpy()
-    decided = apply_threshold(probabilities, chosen.value, positive_label=1)
-    metrics = classification_metrics(labels["test"], decided, scores=probabilities[:, 1])
+    scored = {}
+    for split, path in files.items():
+        frame = pd.read_csv(path, keep_default_na=False)
+        scored[split] = SplitPredictions(
+            texts=frame["text"].tolist(),
+            labels=(frame["label"] == "spam").to_numpy(dtype=int),
+            probabilities=frame[["p_ham", "p_spam"]].to_numpy(),
+        )
+    validation = scored["validation"]
+    chosen = choose_threshold(validation.labels, validation.probabilities[:, 1], strategy="best_f1")
+    # Scored as the pipeline scores a split at a chosen threshold (evaluation.threshold=best_f1 in a run).
+    metrics = split_metrics(scored["test"], num_labels=2, positive_label=1, threshold=chosen.value)
     return {"threshold": chosen.value, **split_summary(metrics)}
 
 
@@ -574,15 +579,6 @@ def print_result(result: dict[str, Any]) -> None:
         print(f"FAILED seed {failure['seed']}: {failure['reason']} (log {failure['log']})")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-        json.dump(data, tmp, indent=2, default=str)
-        tmp.write("\n")
-    os.chmod(tmp.name, 0o644)  # a result file anyone may read, not the temp file's private 0600
-    os.replace(tmp.name, path)
-
-
 def log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
@@ -598,6 +594,7 @@ def baseline_only(args: argparse.Namespace, config: Path) -> int:
     from pipeline.config import load_config
     from pipeline.data import load_splits
     from pipeline.evaluation.baseline import run_baseline
+    from pipeline.fileio import write_json
 
     records = []
     for seed in args.seeds:
@@ -632,7 +629,7 @@ def baseline_only(args: argparse.Namespace, config: Path) -> int:
         "command": "python " + shlex.join(["bench/quality.py", *sys.argv[1:]]),
     }
     out = Path(args.out_dir).expanduser() / f"quality-{args.split}-tfidf.json"
-    write_json_atomic(out, result)
+    write_json(out, result)  # atomic: a reader sees the old file or the whole new one
     print(
         f"mean: accuracy {mean['accuracy']:.4f} ± {std['accuracy']:.4f}, spam F1 {mean['spam_f1']:.4f} ± "
         f"{std['spam_f1']:.4f}\nwrote {out}"
@@ -644,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # this checkout's `pipeline`, not another installed copy
+    from pipeline.fileio import write_json
+
     config = Path(args.config or ROOT / "configs" / f"smollm2_{args.mode}.yaml").expanduser().resolve()
     recipe = read_recipe(config)
     if args.baseline_only:
@@ -693,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     failed.sort(key=lambda f: args.seeds.index(f["seed"]))
     result = build_result(args, config, source, device, common, records, failed)
     out = Path(args.out_dir).expanduser() / f"quality-{args.split}-{args.mode}.json"
-    write_json_atomic(out, result)
+    write_json(out, result)  # atomic: a reader sees the old file or the whole new one
     print_result(result)
     print(f"wrote {out}")
     return 1 if failed else 0

@@ -443,13 +443,11 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def write_results(out: str | None, rows: list[dict]) -> list[dict]:
     """The rows so far and their ratios, written to ``out`` (when given) atomically; returns the ratios."""
+    from pipeline.fileio import write_json
+
     summary = ratios(rows)
     if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"rows": rows, "ratios": summary}, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_json(Path(out), {"rows": rows, "ratios": summary})
     return summary
 
 
