@@ -265,14 +265,19 @@ class LoadedOnnx:
     metadata: ModelMetadata
 
 
+def refuse_adapter_for_onnx(folder: Path) -> None:
+    """ONNX holds a standalone model: an adapter folder (exported or served) is refused, naming the way there."""
+    if is_adapter_folder(folder):
+        raise ModelFolderError(
+            f"{folder} holds a LoRA/QLoRA adapter, not a standalone model, which ONNX needs; merge it first: "
+            f"spam-tune merge {folder} --out MERGED_DIR && spam-tune export MERGED_DIR --onnx"
+        )
+
+
 def onnx_model_path(folder: Path) -> Path:
     """The folder's ``model.onnx``; a :class:`ModelFolderError` naming the command that writes it if there is none."""
     folder = Path(folder)
-    if is_adapter_folder(folder):
-        raise ModelFolderError(
-            f"{folder} holds a LoRA/QLoRA adapter, which ONNX Runtime cannot load; merge it first: "
-            f"spam-tune merge {folder} --out MERGED_DIR && spam-tune export MERGED_DIR --onnx"
-        )
+    refuse_adapter_for_onnx(folder)
     path = folder / ONNX_FILE
     if not path.is_file():
         raise ModelFolderError(

@@ -35,8 +35,8 @@ from pipeline.export.folder import (
     ONNX_FILE,
     LoadedModel,
     copy_folder,
-    is_adapter_folder,
     load_model_folder,
+    refuse_adapter_for_onnx,
     resolve_model_dir,
 )
 
@@ -61,11 +61,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None) -> Pat
     """Write ``model.onnx`` into ``model_dir`` (a full or merged folder, or its run dir), or into a copy at
     ``out_dir``; returns the folder that holds it."""
     model_dir = resolve_model_dir(model_dir)
-    if is_adapter_folder(model_dir):
-        raise ModelFolderError(
-            f"{model_dir} holds a LoRA/QLoRA adapter, not a standalone model; merge it first: spam-tune merge "
-            f"{model_dir} --out MERGED_DIR, then spam-tune export MERGED_DIR --onnx"
-        )
+    refuse_adapter_for_onnx(model_dir)
     out = _output_dir(model_dir, out_dir)
     _require_exporter()
     loaded = load_model_folder(model_dir)
