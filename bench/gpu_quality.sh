@@ -13,7 +13,10 @@
 #   options:
 #     --data FILE         the UCI SMSSpamCollection file (default: ../shared/data/SMSSpamCollection)
 #     --waves LIST        steps in priority order: waves separated by ',', steps of one wave joined by '+'
-#                         (default book-full+book-lora,honest-full,honest-lora)
+#                         (default book-full+book-lora,honest-full,honest-lora). recipe-full / recipe-lora: the
+#                         book split through the GPT-2 recipes configs/full.yaml / configs/lora.yaml (LoRA on every
+#                         linear layer: GPT-2's module names do not exist in SmolLM2), the real-weights check of
+#                         their settings -> quality-book-<mode>-configs-<mode>.json
 #     --seeds "0 1 2"     seeds per step (default 0 1 2)
 #     --jobs N            seeds of one step trained at once (default 3)
 #     --budget SECONDS    all waves together (default 540); a wave gets what is left, up to its cap
@@ -32,7 +35,7 @@ JOBS=3
 BUDGET=540
 # Generous on purpose: a wave stopped at its cap loses all its seeds (they train at once), so a slow but
 # progressing wave should rather take time from the waves after it, which matter less.
-declare -A CAP=([book-full]=330 [book-lora]=330 [honest-full]=300 [honest-lora]=300)
+declare -A CAP=([book-full]=330 [book-lora]=330 [honest-full]=300 [honest-lora]=300 [recipe-full]=330 [recipe-lora]=330)
 MIN_WAVE=60
 SHA=""
 
@@ -64,7 +67,7 @@ OUT="$(cd "$OUT" && pwd)"
 [ -f "$DATA" ] || die "data file $DATA not found; pass --data FILE (the UCI SMSSpamCollection)"
 for wave in ${WAVES//,/ }; do
   for step in ${wave//+/ }; do
-    case "$step" in book-full|book-lora|honest-full|honest-lora) ;; *) die "unknown step $step in --waves" ;; esac
+    [ -n "${CAP[$step]:-}" ] || die "unknown step $step in --waves (one of: ${!CAP[*]})"
   done
 done
 
@@ -129,12 +132,17 @@ for wave in ${WAVES//,/ }; do
   echo "== wave $wave: ${limit}s at most, starting at $(elapsed)s"
   pids=()
   for step in ${wave//+/ }; do
-    split="${step%-*}"; mode="${step#*-}"
+    split="${step%-*}"; mode="${step#*-}"; recipe=(); out="$OUT"
+    if [ "$split" = recipe ]; then
+      split=book; out="$WORK/$step"; recipe=(--config "$ROOT/configs/$mode.yaml")
+      [ "$mode" = lora ] && recipe+=(--set adapter.target_modules=all-linear)
+    fi
     # quality.py stops its runs at --timeout and still writes what finished; `timeout` is only the backstop.
     # shellcheck disable=SC2086
     timeout -k 10 $(( limit + 30 )) "$PY" "$ROOT/bench/quality.py" --split "$split" --mode "$mode" --seeds $SEEDS \
-      --jobs "$JOBS" --model-dir "$MODEL_DIR" --gguf-file "$GGUF_NAME" --data "$DATA" --out-dir "$OUT" \
-      --runs-dir "$RUNS" --cache-dir "$CACHE" --timeout "$limit" "${EXTRA[@]}" > "$WORK/$step.out" 2>&1 &
+      --jobs "$JOBS" --model-dir "$MODEL_DIR" --gguf-file "$GGUF_NAME" --data "$DATA" --out-dir "$out" \
+      --runs-dir "$RUNS/$step" --cache-dir "$CACHE" --timeout "$limit" "${recipe[@]}" "${EXTRA[@]}" \
+      > "$WORK/$step.out" 2>&1 &
     pids+=("$!")
   done
   i=0
@@ -142,13 +150,16 @@ for wave in ${WAVES//,/ }; do
     wait "${pids[$i]}"; rc=$?; i=$(( i + 1 ))
     echo "== $step: exit $rc at $(elapsed)s"
     grep -v -e "^Loading weights" -e "^Writing model" "$WORK/$step.out"
+    if [ "${step%-*}" = recipe ]; then
+      mv "$WORK/$step/quality-book-${step#*-}.json" "$OUT/quality-book-${step#*-}-configs-${step#*-}.json" 2>/dev/null
+    fi
   done
 done
 
 # Logs, each run's metrics.json and its validation/test predictions (for error and threshold analysis later),
 # small enough to come back (at most 8 files from the GPU machine).
-(cd "$WORK" && tar czf "$OUT/quality-logs.tar.gz" ./*.out runs/*.log runs/*/metrics.json runs/*/config.yaml \
-  runs/*/predictions/validation.csv runs/*/predictions/test.csv 2>/dev/null)
+(cd "$WORK" && tar czf "$OUT/quality-logs.tar.gz" ./*.out runs/*/*.log runs/*/*/metrics.json \
+  runs/*/*/config.yaml runs/*/*/predictions/validation.csv runs/*/*/predictions/test.csv 2>/dev/null)
 
 echo "== summary after $(elapsed)s"
 "$PY" - "$OUT" <<'PY'

@@ -2,14 +2,16 @@
 # Every device check of one lent-GPU session, most important first, each under its own time limit, all inside
 # one device call of at most 10 minutes (../shared/GPU.md: about 15 device-minutes per session in all).
 #
-#   1. QLoRA and serving on CUDA   pytest -m gpu tests/test_qlora.py, tests/serve/test_cuda.py       issues 11, 8
+#   1. CUDA tests                  pytest -m gpu: tests/test_step_sync.py (no GPU sync inside training steps),
+#                                  tests/test_qlora.py, tests/serve/test_cuda.py                      issues 9, 11, 8
 #   2. serving speed               bench/serve_speed.py --device cuda --batch-size 128 (Python API part)   issue 8
-#   3. training speed              the machine's start-up floor (torch + CUDA, the Trainer import, the accelerate
-#                                  launcher); bench/train_speed.py --device cuda: book loop, plain Trainer, full,
-#                                  LoRA; then configs/full.yaml at batch 128 (with speed after the first epoch)  issue 9
-#   4. GPU memory                  bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)       issue 9
-#   5. model quality, time left    bench/gpu_quality.sh: SmolLM2-135M, 3 seeds of each step in QUALITY_WAVES
-#                                  (default honest-lora: the series no session has run yet)                issue 10
+#   3. start-up floor              torch + CUDA, the Trainer import, the accelerate launcher              issue 9
+#   4. training speed              bench/train_speed.py --device cuda: book loop, full, LoRA as shipped; then
+#                                  configs/full.yaml at batch 128, and at batch 128 with the two per-step GPU
+#                                  syncs put back (transformers' NaN filter, blocking copies)       issue 9
+#   5. GPU memory                  bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)       issue 9
+#   6. model quality, time left    bench/gpu_quality.sh: SmolLM2-135M, 3 seeds of each step in QUALITY_WAVES
+#                                  (default honest-lora)                                                   issue 10
 # (FSDP through configs/accelerate/fsdp.yaml ran on the 2026-11-26 H100; see bench/README.md.)
 #
 # Usage, from the project root on the GPU machine (its python3 has torch with CUDA):
@@ -20,13 +22,14 @@
 #                   opentelemetry-api, annotated-doc: fastapi 0.165 imports opentelemetry at import time)
 #     GGUF_PIECES   the SmolLM2 GGUF, or its pieces joined by commas (the file is over one call's carry limit)
 #     DEADLINE_S    seconds from the start by which everything must have ended (default 570)
-#     STEPS         the steps to run, comma-separated numbers (default 1,2,3,4,5; e.g. 5 for quality alone)
+#     STEPS         the steps to run, comma-separated numbers (default 1,2,3,4,5,6; e.g. 6 for quality alone)
 #     QUALITY_ARGS  passed to bench/quality.py through gpu_quality.sh (e.g. --set evaluation.threshold=best_f1)
+# GPU_TESTS (environment): the test files of step 1, space-separated (default: the three above).
 # OUT_DIR gets session.log and the benchmarks' JSON files (a device call brings back at most 8 files).
 set -uo pipefail
 
 OUT="$1"; WHEELS="$2"; DATA="$3"; GGUF="$4"; SHA="$5"; DEADLINE="${6:-570}"; QUALITY_WAVES="${7:-honest-lora}"
-STEPS=",${8:-1,2,3,4,5},"; shift $(( $# < 8 ? $# : 8 )); [ "${1:-}" = "--" ] && shift; QUALITY_ARGS=("$@")
+STEPS=",${8:-1,2,3,4,5,6},"; shift $(( $# < 8 ? $# : 8 )); [ "${1:-}" = "--" ] && shift; QUALITY_ARGS=("$@")
 step() { case "$STEPS" in *",$1,"*) return 0 ;; *) echo "(step $1 not asked for)"; return 1 ;; esac; }
 mkdir -p "$OUT"
 exec > >(tee "$OUT/session.log") 2>&1
@@ -44,9 +47,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__)"
 
-stamp "1. QLoRA and serving on CUDA"
+stamp "1. CUDA tests: no sync inside training steps, QLoRA, serving"
 # One pytest per file: a file that cannot be collected (a missing wheel) must not cancel the other.
-step 1 && for t in tests/test_qlora.py tests/serve/test_cuda.py; do
+step 1 && for t in ${GPU_TESTS:-tests/test_step_sync.py tests/test_qlora.py tests/serve/test_cuda.py}; do
   timeout 75 python3 -m pytest -m gpu -q -rs -p no:cacheprovider -s "$t" 2>&1 | grep -v "it/s\]" | tail -n 15
 done
 
@@ -54,28 +57,33 @@ stamp "2. serving speed (Python API on CUDA, batches of 128)"
 step 2 && timeout 60 python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
   --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda-batch128.json" 2>&1 | tail -n 6
 
-stamp "3a. start-up floor of this machine: python + torch + first CUDA op; the Trainer import; the accelerate launcher"
+stamp "3. start-up floor of this machine: python + torch + first CUDA op; the Trainer import; the accelerate launcher"
 TIMEFORMAT="%R s wall"
 step 3 && for cmd in "import torch; torch.zeros(1, device='cuda')" "from transformers import Trainer"; do
   echo "$cmd"; time python3 -c "$cmd"
 done
 step 3 && echo "accelerate launch --quiet of an empty script" && : > /tmp/empty.py && time accelerate launch --quiet --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no /tmp/empty.py
 
-stamp "3b. training speed: full and LoRA configs vs the book loop and plain Trainer, then full at batch 128"
-step 3 && timeout 260 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
-  --modes full --recipes book_loop trainer_defaults project_full project_lora \
+stamp "4. training speed: full and LoRA configs vs the book loop, then full at batch 128 without and with the syncs"
+step 4 && timeout 200 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
+  --modes full --recipes book_loop project_full project_lora \
   --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 12
-step 3 && timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 \
-  --epochs 5 --data "$DATA" --recipes project_full --project-overrides training.per_device_train_batch_size=128 training.learning_rate=8e-5 \
+B128=(training.per_device_train_batch_size=128 training.learning_rate=8e-5)
+step 4 && timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
+  --recipes project_full --project-overrides "${B128[@]}" \
   --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 3
+step 4 && timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
+  --recipes project_full --project-overrides "${B128[@]}" training.extra_args.logging_nan_inf_filter=true \
+  "training.extra_args.accelerator_config={non_blocking: false}" \
+  --out "$OUT/train-speed-cuda-batch128-syncs.json" 2>&1 | grep -v "it/s\]" | tail -n 3
 
-stamp "4. peak GPU memory, full fine-tuning of the GPT-2 XL architecture at batch 16 x 64 tokens (issue 9: <= 27.5 GiB)"
-step 4 && timeout 75 python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \
+stamp "5. peak GPU memory, full fine-tuning of the GPT-2 XL architecture at batch 16 x 64 tokens (issue 9: <= 27.5 GiB)"
+step 5 && timeout 75 python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \
   --out "$OUT/memory-gpt2-xl.json" 2>&1 | tail -n 4
 
 BUDGET=$(( $(left) - 10 ))
-stamp "5. quality ($QUALITY_WAVES): ${BUDGET} s left for it"
-if ! step 5; then
+stamp "6. quality ($QUALITY_WAVES): ${BUDGET} s left for it"
+if ! step 6; then
   :
 elif [ "$BUDGET" -ge 120 ]; then
   bench/gpu_quality.sh --data "$DATA" --sha256 "$SHA" --budget "$BUDGET" --step-cap "$BUDGET" --min-wave 100 \

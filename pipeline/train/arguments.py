@@ -77,6 +77,10 @@ def build_training_arguments(cfg: RunConfig, run: RunDir) -> TrainingArguments:
     own["use_cpu"] = training.use_cpu or not accelerator
     check_launcher(own["use_cpu"], os.environ)
     own["dataloader_pin_memory"] = torch.cuda.is_available() and not own["use_cpu"]
+    if own["dataloader_pin_memory"]:
+        # A blocking host-to-GPU copy waits for the GPU to finish every step queued before it: one more
+        # per-step sync. From page-locked batches a non-blocking copy is safe and keeps the host ahead.
+        own["accelerator_config"] = {"non_blocking": True}
     # Our key keeps the familiar name. transformers 5.23 renamed it activation_checkpointing (the old name
     # warns); earlier 5.x releases know only gradient_checkpointing. Non-reentrant checkpointing lets gradients
     # reach adapters behind frozen inputs and works under DDP with find_unused_parameters=False.
@@ -88,6 +92,10 @@ def build_training_arguments(cfg: RunConfig, run: RunDir) -> TrainingArguments:
     )
     own[name] = checkpointing
     own[f"{name}_kwargs"] = {"use_reentrant": False} if checkpointing else None
+    # transformers' NaN/inf filter tests every step's loss with a Python `if` on a device tensor: one GPU-to-host
+    # sync per step, so the host cannot queue the next step while the GPU runs this one (a small model's step is
+    # mostly host-side launch time). Off, a NaN loss shows in the logged loss instead of being averaged away.
+    own["logging_nan_inf_filter"] = False
     if "restore_callback_states_from_checkpoint" not in training.extra_args:
         # A resumed run continues where it stopped, early-stopping patience counter included (the Trainer's
         # default would reset it, so a resumed run could train longer than an uninterrupted one).

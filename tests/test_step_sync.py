@@ -1,0 +1,83 @@
+"""Training steps queue GPU work without waiting for it: no device-to-host sync between logging steps.
+
+A GPT-2 small step on a GPU is mostly host-side launch time; the host can queue step N+1 while the GPU runs step N
+only if nothing in a step reads a GPU value back (a Python ``if`` on a loss tensor, a blocking host-to-GPU copy).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from pipeline.config import load_config
+from pipeline.rundir import RunDir
+from pipeline.train import trainer as trainer_module
+from pipeline.train.arguments import build_training_arguments
+from tests.conftest import train_keeping_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = ["full", "last_blocks", "lora", "qlora", "smollm2_full", "smollm2_lora"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_skip_the_per_step_loss_check(name: str, tmp_path: Path) -> None:
+    args = build_training_arguments(load_config(REPO / "configs" / f"{name}.yaml", []), RunDir(tmp_path))
+    assert args.logging_nan_inf_filter is False
+    # Page-locked batches and non-blocking copies go together, on a GPU only.
+    assert args.dataloader_pin_memory == torch.cuda.is_available()
+    assert args.accelerator_config.non_blocking == args.dataloader_pin_memory
+
+
+class SyncWatch(TrainerCallback):
+    """Turn torch's sync debugging on from the second step to the last, and record what it reports."""
+
+    def __init__(self) -> None:
+        self.reports: list[str] = []
+        self._catcher: warnings.catch_warnings | None = None
+        self._caught: list[warnings.WarningMessage] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 1 and self._catcher is None:  # step 1 pays the one-time set-up
+            self._catcher = warnings.catch_warnings(record=True)
+            self._caught = self._catcher.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        torch.cuda.set_sync_debug_mode("default")
+        if self._catcher is not None:
+            self._catcher.__exit__(None, None, None)
+            self.reports = [str(w.message) for w in self._caught if "synchroniz" in str(w.message)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_steps_do_not_sync(tiny_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    watch = SyncWatch()
+    build = trainer_module.build_trainer
+
+    def with_watch(*args, **kwargs):
+        built = build(*args, **kwargs)
+        built.add_callback(watch)
+        return built
+
+    monkeypatch.setattr("pipeline.run.build_trainer", with_watch)
+    # No logging, evaluation or checkpoint inside the watched steps: those read values back on purpose.
+    overrides = tiny_run(
+        **{
+            "training.logging_steps": 10_000,
+            "training.eval_strategy": "no",
+            "training.save_strategy": "no",
+            "training.early_stopping_patience": "null",
+            "training.max_steps": 6,
+            "evaluation.plots": False,
+            "evaluation.report": False,
+        }
+    )
+    train_keeping_model(REPO / "configs" / "full.yaml", overrides, monkeypatch)
+    assert watch._catcher is not None, "the watch never started"
+    assert watch.reports == [], watch.reports
