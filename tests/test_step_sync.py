@@ -33,31 +33,42 @@ def test_shipped_configs_skip_the_per_step_loss_check(name: str, tmp_path: Path)
 
 
 class SyncWatch(TrainerCallback):
-    """Turn torch's sync debugging on from the second step to the last, and record what it reports."""
+    """Torch's sync debugging on from the start of step 2 to the end of step ``last``, recording where it fires.
 
-    def __init__(self) -> None:
+    Step 1 pays one-time set-up; the epoch end (timing, the train-subset evaluation) and the end of training read
+    values back on purpose, so the window closes at the end of a step, before the Trainer's own bookkeeping.
+    """
+
+    def __init__(self, last: int) -> None:
+        self.last = last
         self.reports: list[str] = []
+        self.started = False
         self._catcher: warnings.catch_warnings | None = None
-        self._caught: list[warnings.WarningMessage] = []
 
     def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == 1 and self._catcher is None:  # step 1 pays the one-time set-up
+        if state.global_step == 1 and not self.started:
+            self.started = True
             self._catcher = warnings.catch_warnings(record=True)
             self._caught = self._catcher.__enter__()
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
 
-    def on_train_end(self, args, state, control, **kwargs):
-        torch.cuda.set_sync_debug_mode("default")
-        if self._catcher is not None:
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.last and self._catcher is not None:
+            torch.cuda.set_sync_debug_mode("default")
             self._catcher.__exit__(None, None, None)
-            self.reports = [str(w.message) for w in self._caught if "synchroniz" in str(w.message)]
+            self._catcher = None
+            self.reports = [
+                f"{Path(w.filename).name}:{w.lineno}"
+                for w in self._caught
+                if "called a synchronizing CUDA operation" in str(w.message)
+            ]
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_training_steps_do_not_sync(tiny_run, monkeypatch: pytest.MonkeyPatch) -> None:
-    watch = SyncWatch()
+    watch = SyncWatch(last=5)
     build = trainer_module.build_trainer
 
     def with_watch(*args, **kwargs):
@@ -74,10 +85,11 @@ def test_training_steps_do_not_sync(tiny_run, monkeypatch: pytest.MonkeyPatch) -
             "training.save_strategy": "no",
             "training.early_stopping_patience": "null",
             "training.max_steps": 6,
+            "evaluation.epoch_train_rows": 0,
             "evaluation.plots": False,
             "evaluation.report": False,
         }
     )
     train_keeping_model(REPO / "configs" / "full.yaml", overrides, monkeypatch)
-    assert watch._catcher is not None, "the watch never started"
-    assert watch.reports == [], watch.reports
+    assert watch.started and watch._catcher is None, "the watch did not cover steps 2 to 5"
+    assert watch.reports == [], f"GPU syncs inside training steps, at {watch.reports}"
