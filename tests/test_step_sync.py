@@ -20,7 +20,7 @@ from pipeline.train.arguments import build_training_arguments
 from tests.conftest import train_keeping_model
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ["full", "last_blocks", "lora", "qlora", "smollm2_full", "smollm2_lora"]
+SHIPPED = sorted(path.stem for path in (REPO / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
