@@ -18,7 +18,7 @@ import torch
 from pipeline.errors import ModelFolderError, ServeError, one_line
 from pipeline.export.folder import onnx_model_path
 from pipeline.serve.batch_plan import resolve_device
-from pipeline.serve.settings import BACKENDS, DTYPES
+from pipeline.serve.settings import BACKENDS, DTYPES, check_choice
 
 ONNX_INPUTS = ("input_ids", "attention_mask")
 ONNX_OUTPUT = "logits"
@@ -27,8 +27,7 @@ ONNX_OUTPUT = "logits"
 def prepare_backend(backend: str, device: str | None, model_dir: Path) -> torch.device:
     """The device ``backend`` runs on, after checking all that can fail before a model loads: the backend's name,
     the device, and for onnxruntime the package and the folder's ``model.onnx``."""
-    if backend not in BACKENDS:
-        raise ServeError(f"unknown backend {backend!r}; pass one of {', '.join(BACKENDS)}")
+    check_choice("backend", backend, BACKENDS)
     if backend == "torch":
         return resolve_device(device)
     resolved = torch.device("cpu") if device in (None, "", "auto") else resolve_device(device)  # auto: where it runs
@@ -54,8 +53,7 @@ def resolve_dtype(dtype: str | None, backend: str) -> torch.dtype | None:
     """
     if dtype is None:
         return None
-    if dtype not in DTYPES:
-        raise ServeError(f"unknown dtype {dtype!r}; pass one of {', '.join(DTYPES)}")
+    check_choice("dtype", dtype, DTYPES)
     if backend == "onnxruntime" and dtype != "float32":
         raise ServeError(f"--backend onnxruntime runs the float32 model.onnx; drop --dtype {dtype} or use torch")
     return getattr(torch, dtype)

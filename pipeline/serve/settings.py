@@ -16,6 +16,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 :func:`pipeline.serve.backends.resolve_dtype`."""
 
 
+def check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
+    """The one refusal of a backend or dtype name outside its choices, for the settings and the Classifier alike."""
+    if value not in choices:
+        raise ServeError(f"unknown {kind} {value!r}; pass one of {', '.join(choices)}")
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     host: str = "127.0.0.1"
@@ -60,10 +66,9 @@ class ServeSettings:
         for name, value in positive.items():
             if value < 1:
                 raise ServeError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.backend not in BACKENDS:
-            raise ServeError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise ServeError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_choice("backend", self.backend, BACKENDS)
+        if self.dtype is not None:
+            check_choice("dtype", self.dtype, DTYPES)
         if self.max_wait_ms < 0:
             raise ServeError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:
