@@ -4,7 +4,7 @@
 #
 #   1. CUDA tests                  pytest -m gpu: tests/test_step_sync.py (no GPU sync inside training steps),
 #                                  tests/test_qlora.py, tests/serve/test_cuda.py                      issues 9, 11, 8
-#   2. serving speed               bench/serve_speed.py --device cuda --batch-size 128 (Python API part)   issue 8
+#   2. serving speed               bench/serve_speed.py --device cuda (Python API part; batch 128)   issue 8
 #   3. start-up floor              torch + CUDA, the Trainer import, the accelerate launcher              issue 9
 #   4. training speed              bench/train_speed.py --device cuda: book loop, full, LoRA as shipped; then
 #                                  configs/full.yaml at batch 128, and at batch 128 with the two per-step GPU
@@ -25,6 +25,7 @@
 #     STEPS         the steps to run, comma-separated numbers (default 1,2,3,4,5,6; e.g. 6 for quality alone)
 #     QUALITY_ARGS  passed to bench/quality.py through gpu_quality.sh (e.g. --set evaluation.threshold=best_f1)
 # GPU_TESTS (environment): the test files of step 1, space-separated (default: the three above).
+# SERVE_BATCH, SERVE_MESSAGES, SERVE_TIMEOUT (environment): step 2's batch size (128), GPT-2 sample (1500), limit (60 s).
 # OUT_DIR gets session.log and the benchmarks' JSON files (a device call brings back at most 8 files).
 set -uo pipefail
 
@@ -53,9 +54,11 @@ step 1 && for t in ${GPU_TESTS:-tests/test_step_sync.py tests/test_qlora.py test
   timeout 75 python3 -m pytest -m gpu -q -rs -p no:cacheprovider -s "$t" 2>&1 | grep -v "it/s\]" | tail -n 15
 done
 
-stamp "2. serving speed (Python API on CUDA, batches of 128)"
-step 2 && timeout 60 python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http --models gpt2 \
-  --batch-size 128 --gpt2-api-messages 1500 --out "$OUT/serve-speed-cuda-batch128.json" 2>&1 | tail -n 6
+stamp "2. serving speed (Python API on CUDA, batches of ${SERVE_BATCH:-128})"
+SB="${SERVE_BATCH:-128}"
+step 2 && timeout "${SERVE_TIMEOUT:-60}" python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http \
+  --models gpt2 --batch-size "$SB" --gpt2-api-messages "${SERVE_MESSAGES:-1500}" \
+  --out "$OUT/serve-speed-cuda-batch$SB.json" 2>&1 | tail -n 6
 
 stamp "3. start-up floor of this machine: python + torch + first CUDA op; the Trainer import; the accelerate launcher"
 TIMEFORMAT="%R s wall"

@@ -202,6 +202,8 @@ def start_server(model_dir: Path, port: int, max_batch_size: int, args: argparse
         "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
         "--max-queue", "4096", "--backend", args.http_backend,
     ]  # fmt: skip
+    if args.http_dtype:
+        command += ["--dtype", args.http_dtype]
     if args.device:
         command += ["--device", args.device]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -270,6 +272,7 @@ def http_record(
         "bench": "http",
         "model": model,
         "backend": args.http_backend,
+        "dtype": args.http_dtype or "float32",  # the saved weights are float32
         "batching": "on" if max_batch_size > 1 else "off",
         "max_batch_size": max_batch_size,
         "max_wait_ms": args.max_wait_ms,
@@ -432,6 +435,7 @@ def main() -> int:
         help="API runs: the torch dtypes measured side by side (the models are saved in float32, as served by default)",
     )
     parser.add_argument("--http-backend", default="torch", choices=BACKENDS, help="the HTTP servers' --backend")
+    parser.add_argument("--http-dtype", choices=DTYPES, help="the HTTP servers' --dtype (default: as saved, float32)")
     args = parser.parse_args()
     uses_onnx = "onnxruntime" in (*args.backends, args.http_backend)
     if uses_onnx and args.device not in (None, "cpu", "auto"):

@@ -2,6 +2,11 @@
 
 A GPT-2 small step on a GPU is mostly host-side launch time; the host can queue step N+1 while the GPU runs step N
 only if nothing in a step reads a GPU value back (a Python ``if`` on a loss tensor, a blocking host-to-GPU copy).
+
+One read-back per forward pass stays, inside transformers: its attention-mask builder (``masking_utils``) asks
+whether a batch has any padding (``padding_mask.all()``) to pick SDPA's mask-free causal kernel. Measured on an H100
+(transformers 5.17): 2 per step, all from masking_utils.py. Avoiding it would mean handing the model a prebuilt 4-D
+mask, which bypasses each architecture's own mask rules (sliding windows, chunked attention); not done.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pipeline.train.arguments import build_training_arguments
 from tests.conftest import train_keeping_model
 
 REPO = Path(__file__).resolve().parents[1]
+TRANSFORMERS_MASK_CHECK = "masking_utils.py:"
+"""Where transformers' does-this-batch-have-padding check reads back (see the module docstring)."""
 SHIPPED = sorted(path.stem for path in (REPO / "configs").glob("*.yaml"))
 
 
@@ -92,4 +99,5 @@ def test_training_steps_do_not_sync(tiny_run, monkeypatch: pytest.MonkeyPatch) -
     )
     train_keeping_model(REPO / "configs" / "full.yaml", overrides, monkeypatch)
     assert watch.started and watch._catcher is None, "the watch did not cover steps 2 to 5"
-    assert watch.reports == [], f"GPU syncs inside training steps, at {watch.reports}"
+    ours = [where for where in watch.reports if not where.startswith(TRANSFORMERS_MASK_CHECK)]
+    assert ours == [], f"GPU syncs inside training steps, at {ours}"
