@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ from pipeline.serve.classifier import Classifier
 from tests.conftest import BF16_TOLERANCE
 from tests.serve.conftest import HAM_TEXT, SPAM_TEXT, running
 
+REPO = Path(__file__).resolve().parents[2]
 TEXTS = [SPAM_TEXT, HAM_TEXT, "see you at 6? " * 20, "WIN cash now!!! call 0800", "ok"]
 
 
@@ -82,3 +85,21 @@ def test_a_qlora_folder_keeps_its_4bit_base_and_refuses_a_cast(full_model_dir: P
     assert Classifier(folder, device="cpu").backend.dtype == "float32"
     with pytest.raises(ServeError, match=r"4-bit base, which cannot be cast to bfloat16; drop --dtype, or merge"):
         Classifier(folder, device="cpu", dtype="bfloat16")
+
+
+def test_the_dtype_agreement_bench_compares_every_message(full_model_dir: Path, tmp_path: Path):
+    # bench/dtype_agreement.py as a user runs it: a UCI-format file in, float32 vs bfloat16 decisions out.
+    data = tmp_path / "SMSSpamCollection"
+    rows = [f"{'spam' if i % 2 else 'ham'}\t{text}\n" for i, text in enumerate(TEXTS)]
+    data.write_text("".join(rows), encoding="utf-8")
+    out = tmp_path / "agreement.json"
+    command = [sys.executable, str(REPO / "bench" / "dtype_agreement.py"), str(full_model_dir), "--data", str(data)]
+    done = subprocess.run([*command, "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["messages"] == len(TEXTS) and record["dtype"] == "bfloat16" and record["device"] == "cpu"
+    expected = Classifier(full_model_dir, device="cpu").probabilities(TEXTS).numpy()
+    got = Classifier(full_model_dir, device="cpu", dtype="bfloat16").probabilities(TEXTS).numpy()
+    assert record["probability_gap"]["max"] == pytest.approx(np.abs(expected - got).max(), abs=1e-5)
+    assert 0 <= record["decisions_that_differ"] <= len(TEXTS)
+    assert record["threshold"] == Classifier(full_model_dir, device="cpu").threshold
