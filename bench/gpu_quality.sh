@@ -170,9 +170,12 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("quality-*.json")):
     decided = [(x["seed"], x.get("test_threshold") or x["test"]) for x in r["per_seed"]]
     errors = " ".join(f"{seed}:{t['errors']}/{t['n']}" for seed, t in decided)
     epochs = " ".join(f"{x['best']['epoch']}/{x['epochs_run']}" for x in r["per_seed"])
+    # Test errors the model shares with the TF-IDF row / makes alone, per seed (missing in older JSON files).
+    shared = " ".join(f"{v['both']}/{v['model_only']}" for x in r["per_seed"] if (v := x.get("test_errors_vs_baseline")))
     print(f"{r['split']:6s} {r['mode']:4s} n={len(r['per_seed'])} acc {m['accuracy']*100:.2f}±{s['accuracy']*100:.2f} "
           f"spamF1 {m['spam_f1']:.4f}±{s['spam_f1']:.4f} | TF-IDF acc {b['accuracy']*100:.2f} spamF1 {b['spam_f1']:.4f}"
-          f" | errors/seed {errors} | best/run epochs {epochs} | wall {max(x['wall_seconds'] for x in r['per_seed'])}s"
+          f" | errors/seed {errors} | with TF-IDF/alone {shared or '-'} | best/run epochs {epochs}"
+          f" | wall {max(x['wall_seconds'] for x in r['per_seed'])}s"
           f" | target {r['target']['metric']}>={r['target']['value']}: {r['target']['met']}"
           + (f" | FAILED seeds {[f['seed'] for f in r['failed']]}" if r["failed"] else ""))
 PY

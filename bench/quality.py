@@ -395,6 +395,35 @@ def test_at_validation_best_f1(run_dir: Path) -> dict[str, Any] | None:
     return {"threshold": chosen.value, **split_summary(metrics)}
 
 
+def errors_shared_with_baseline(run_dir: Path) -> dict[str, Any] | None:
+    """Which test texts the model gets wrong that the TF-IDF row gets wrong too, from the run's ``predictions/``:
+    the baseline is fitted again on the run's train rows (the same fit as the run's own row: deterministic).
+
+    Errors both make are the texts that stay hard for any model of this kind (spam written like a personal
+    message); errors only the model makes are where a better recipe can still win. None when a file is missing.
+    """
+    files = {split: run_dir / "predictions" / f"{split}.csv" for split in ("train", "test")}
+    if not all(path.is_file() for path in files.values()):
+        return None
+    import numpy as np
+    import pandas as pd
+
+    from pipeline.evaluation.baseline import fit_baseline
+
+    train, test = (pd.read_csv(files[split], keep_default_na=False) for split in ("train", "test"))
+    baseline, _ = fit_baseline(train["text"].tolist(), train["label"].to_numpy())
+    truth = test["label"].to_numpy()
+    model_wrong = test["predicted"].to_numpy() != truth  # as the run decided (its threshold, if it chose one)
+    baseline_wrong = baseline.predict(test["text"].tolist()) != truth
+    return {
+        "model": int(model_wrong.sum()),
+        "baseline": int(baseline_wrong.sum()),
+        "both": int(np.sum(model_wrong & baseline_wrong)),
+        "model_only": int(np.sum(model_wrong & ~baseline_wrong)),
+        "baseline_only": int(np.sum(baseline_wrong & ~model_wrong)),
+    }
+
+
 def seed_record(outcome: SeedOutcome, resolved: dict[str, Any]) -> dict[str, Any]:
     metrics = outcome.metrics or {}
     threshold = metrics.get("threshold") or {}
@@ -424,6 +453,7 @@ def seed_record(outcome: SeedOutcome, resolved: dict[str, Any]) -> dict[str, Any
         record["test_threshold"] = split_summary(threshold["test"]) if "test" in threshold else None
     else:
         record["test_at_validation_best_f1"] = test_at_validation_best_f1(outcome.run_dir)
+    record["test_errors_vs_baseline"] = errors_shared_with_baseline(outcome.run_dir)
     return record
 
 
@@ -541,6 +571,13 @@ def print_seed(record: dict[str, Any]) -> None:
     if record.get("test_at_validation_best_f1"):
         print(row_text("  at val. best-F1 thr.", record["test_at_validation_best_f1"], None), flush=True)
     print(row_text("  TF-IDF + LinearSVC", record["baseline_test"], None), flush=True)
+    shared = record.get("test_errors_vs_baseline")
+    if shared:
+        print(
+            f"  test errors: model {shared['model']}, TF-IDF {shared['baseline']}, both {shared['both']} "
+            f"(model only {shared['model_only']}, TF-IDF only {shared['baseline_only']})",
+            flush=True,
+        )
 
 
 def print_result(result: dict[str, Any]) -> None:

@@ -86,6 +86,11 @@ def test_two_seeds_on_the_honest_split_write_the_issue_json(quality, toy_data_fi
         test = pd.read_csv(Path(record["run_dir"]) / "predictions" / "test.csv")
         assert alt["n"] == 17 and 0.0 < alt["threshold"] < 1.0
         assert alt["errors"] == ((test["p_spam"] >= alt["threshold"]) != (test["label"] == "spam")).sum()
+        # The TF-IDF row fitted again from the run's train predictions is the run's own row, error for error.
+        shared = record["test_errors_vs_baseline"]
+        assert shared["baseline"] == record["baseline_test"]["errors"] and shared["model"] == record["test"]["errors"]
+        assert shared["both"] + shared["model_only"] == shared["model"]
+        assert shared["both"] + shared["baseline_only"] == shared["baseline"]
     assert set(result["mean_at_validation_best_f1"]) >= {"accuracy", "spam_f1", "errors"}
     assert result["target"]["metric"] == "spam_f1" and result["failed"] == []
     assert "evaluation.baseline=true" in result["config"]["bench_overrides"]
