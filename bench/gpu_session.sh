@@ -54,8 +54,8 @@ step 1 && for t in ${GPU_TESTS:-tests/test_step_sync.py tests/test_qlora.py test
   timeout 75 python3 -m pytest -m gpu -q -rs -p no:cacheprovider -s "$t" 2>&1 | grep -v "it/s\]" | tail -n 15
 done
 
-stamp "2. serving speed (Python API on CUDA, batches of ${SERVE_BATCH:-128})"
 SB="${SERVE_BATCH:-128}"
+stamp "2. serving speed (Python API on CUDA, batches of $SB)"
 step 2 && timeout "${SERVE_TIMEOUT:-60}" python3 bench/serve_speed.py --device cuda --data "$DATA" --skip http \
   --models gpt2 --batch-size "$SB" --gpt2-api-messages "${SERVE_MESSAGES:-1500}" \
   --out "$OUT/serve-speed-cuda-batch$SB.json" 2>&1 | tail -n 6

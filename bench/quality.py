@@ -368,26 +368,35 @@ def best_epoch(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": None, "step": step, "validation_loss": None}
 
 
-def test_at_validation_best_f1(run_dir: Path) -> dict[str, Any] | None:
-    """Test numbers at the spam threshold that maximises validation F1 (what ``evaluation.threshold=best_f1``
-    would decide), from the run's ``predictions/`` files: a second decision rule measured without training again.
-    The threshold comes from validation rows only. None when the run wrote no predictions."""
-    files = {split: run_dir / "predictions" / f"{split}.csv" for split in ("validation", "test")}
+def read_run_predictions(run_dir: Path, splits: tuple[str, ...]) -> dict[str, Any] | None:
+    """The run's ``predictions/<split>.csv`` files as data frames (texts kept as written: no NaN for "NA"), or
+    None when one of them is missing."""
+    files = {split: run_dir / "predictions" / f"{split}.csv" for split in splits}
     if not all(path.is_file() for path in files.values()):
         return None
     import pandas as pd
 
+    return {split: pd.read_csv(path, keep_default_na=False) for split, path in files.items()}
+
+
+def test_at_validation_best_f1(run_dir: Path) -> dict[str, Any] | None:
+    """Test numbers at the spam threshold that maximises validation F1 (what ``evaluation.threshold=best_f1``
+    would decide), from the run's ``predictions/`` files: a second decision rule measured without training again.
+    The threshold comes from validation rows only. None when the run wrote no predictions."""
+    frames = read_run_predictions(run_dir, ("validation", "test"))
+    if frames is None:
+        return None
     from pipeline.evaluation.predictions import SplitPredictions, split_metrics
     from pipeline.evaluation.thresholds import choose_threshold
 
-    scored = {}
-    for split, path in files.items():
-        frame = pd.read_csv(path, keep_default_na=False)
-        scored[split] = SplitPredictions(
+    scored = {
+        split: SplitPredictions(
             texts=frame["text"].tolist(),
             labels=(frame["label"] == "spam").to_numpy(dtype=int),
             probabilities=frame[["p_ham", "p_spam"]].to_numpy(),
         )
+        for split, frame in frames.items()
+    }
     validation = scored["validation"]
     chosen = choose_threshold(validation.labels, validation.probabilities[:, 1], strategy="best_f1")
     # Scored as the pipeline scores a split at a chosen threshold (evaluation.threshold=best_f1 in a run).
@@ -402,15 +411,14 @@ def errors_shared_with_baseline(run_dir: Path) -> dict[str, Any] | None:
     Errors both make are the texts that stay hard for any model of this kind (spam written like a personal
     message); errors only the model makes are where a better recipe can still win. None when a file is missing.
     """
-    files = {split: run_dir / "predictions" / f"{split}.csv" for split in ("train", "test")}
-    if not all(path.is_file() for path in files.values()):
+    frames = read_run_predictions(run_dir, ("train", "test"))
+    if frames is None:
         return None
     import numpy as np
-    import pandas as pd
 
     from pipeline.evaluation.baseline import fit_baseline
 
-    train, test = (pd.read_csv(files[split], keep_default_na=False) for split in ("train", "test"))
+    train, test = frames["train"], frames["test"]
     baseline, _ = fit_baseline(train["text"].tolist(), train["label"].to_numpy())
     truth = test["label"].to_numpy()
     model_wrong = test["predicted"].to_numpy() != truth  # as the run decided (its threshold, if it chose one)
