@@ -7,8 +7,7 @@
 #   2. serving speed               bench/serve_speed.py --device cuda (Python API part; batch 128)   issue 8
 #   3. start-up floor              torch + CUDA, the Trainer import, the accelerate launcher              issue 9
 #   4. training speed              bench/train_speed.py --device cuda: book loop, full, LoRA as shipped; then
-#                                  configs/full.yaml at batch 128, and at batch 128 with the two per-step GPU
-#                                  syncs put back (transformers' NaN filter, blocking copies)       issue 9
+#                                  configs/full.yaml with the former fixed batches of 32              issue 9
 #   5. GPU memory                  bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)       issue 9
 #   6. model quality, time left    bench/gpu_quality.sh: SmolLM2-135M, 3 seeds of each step in QUALITY_WAVES
 #                                  (default honest-lora)                                                   issue 10
@@ -67,18 +66,15 @@ step 3 && for cmd in "import torch; torch.zeros(1, device='cuda')" "from transfo
 done
 step 3 && echo "accelerate launch --quiet of an empty script" && : > /tmp/empty.py && time accelerate launch --quiet --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no /tmp/empty.py
 
-stamp "4. training speed: full and LoRA configs vs the book loop, then full at batch 128 without and with the syncs"
+stamp "4. training speed: full and LoRA configs vs the book loop, then full with the former fixed batches of 32"
 step 4 && timeout 200 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
   --modes full --recipes book_loop project_full project_lora \
   --out "$OUT/train-speed-cuda.json" 2>&1 | grep -v "it/s\]" | tail -n 12
-B128=(training.per_device_train_batch_size=128 training.learning_rate=8e-5)
+# The same session's baseline for the token-budget batches: the former shipped full config (fixed batches of 32).
+BATCH32=(training.train_batch_tokens=0 training.per_device_train_batch_size=32 training.learning_rate=4e-5)
 step 4 && timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
-  --recipes project_full --project-overrides "${B128[@]}" \
-  --out "$OUT/train-speed-cuda-batch128.json" 2>&1 | grep -v "it/s\]" | tail -n 3
-step 4 && timeout 60 python3 bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data "$DATA" \
-  --recipes project_full --project-overrides "${B128[@]}" training.extra_args.logging_nan_inf_filter=true \
-  "training.extra_args.accelerator_config={non_blocking: false}" \
-  --out "$OUT/train-speed-cuda-batch128-syncs.json" 2>&1 | grep -v "it/s\]" | tail -n 3
+  --recipes project_full --project-overrides "${BATCH32[@]}" \
+  --out "$OUT/train-speed-cuda-batch32.json" 2>&1 | grep -v "it/s\]" | tail -n 3
 
 stamp "5. peak GPU memory, full fine-tuning of the GPT-2 XL architecture at batch 16 x 64 tokens (issue 9: <= 27.5 GiB)"
 step 5 && timeout 75 python3 bench/bench_memory.py --modes full --arch gpt2-xl --batch 16 --seq 64 --steps 10 \

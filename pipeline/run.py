@@ -185,13 +185,18 @@ def batch_layout(trainer: Trainer) -> dict[str, Any]:
     accumulation), the number that the learning rate goes with; and how the processes share the work."""
     args = trainer.args
     processes = max(args.world_size, 1)
-    return {
+    layout = {
         "distributed_type": str(trainer.accelerator.distributed_type.value),
         "processes": processes,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "effective_batch_size": args.per_device_train_batch_size * processes * args.gradient_accumulation_steps,
     }
+    budget = getattr(trainer, "token_budget_sampler", lambda: None)()
+    if budget is not None:  # batches of varying size: effective_batch_size is the most rows of a step
+        rows = budget.mean_rows * processes * args.gradient_accumulation_steps
+        layout |= {"train_batch_tokens": trainer.train_batch_tokens, "mean_rows_per_step": round(rows, 1)}
+    return layout
 
 
 def training_summary(trainer: Trainer, train_metrics: dict[str, Any]) -> dict[str, Any]:

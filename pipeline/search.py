@@ -127,6 +127,9 @@ def search_config(cfg: RunConfig) -> RunConfig:
         save_strategy="no",
         eval_strategy="epoch",
         resume_from_checkpoint=None,
+        # Trials train fixed batches of the searched size: a token budget would make the batch size a cap that
+        # short texts reach and long ones do not. Up to train_batch_tokens / model.max_length rows the two agree.
+        train_batch_tokens=0,
     )
     return dataclasses.replace(cfg, training=training)
 
@@ -155,7 +158,7 @@ def run_search(cfg: RunConfig, space: SearchSpace, *, n_trials: int, metric: str
     from pipeline.model.load import load_model
     from pipeline.rundir import RunDir
     from pipeline.train.arguments import build_training_arguments
-    from pipeline.train.trainer import class_weighted_loss
+    from pipeline.train.trainer import classification_loss
 
     cfg = search_config(cfg)
     set_seed(cfg.training.seed)
@@ -180,7 +183,7 @@ def run_search(cfg: RunConfig, space: SearchSpace, *, n_trials: int, metric: str
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
         compute_metrics=trainer_metrics,
-        compute_loss_func=class_weighted_loss(summary.class_weights) if summary.class_weights else None,
+        compute_loss_func=classification_loss(summary.class_weights) if summary.class_weights else None,
     )
     direction = "minimize" if metric == "loss" else "maximize"
     storage = optuna.storages.InMemoryStorage()

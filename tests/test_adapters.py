@@ -194,6 +194,8 @@ def test_lora_trains_under_accelerate_launch_with_two_cpu_processes(tmp_path: Pa
     # 84 training rows, batch 16 per process, 2 epochs: 3 steps per epoch with 2 processes (6 with one).
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
     assert metrics["training"]["processes"] == 2 and metrics["training"]["effective_batch_size"] == 32
+    # configs/lora.yaml batches by token budget: 6 batches of 16, 16, 16, 16, 16, 4 rows, 2 per step.
+    assert metrics["training"]["mean_rows_per_step"] == 28.0
 
 
 def test_qlora_without_cuda_is_a_one_line_error(tiny_run, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

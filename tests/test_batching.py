@@ -10,7 +10,15 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Trainin
 
 from pipeline.data.tokenize import bundled_gpt2_tokenizer, make_collator, with_pad_token
 from pipeline.evaluation.predictions import predict_probabilities
-from pipeline.train.batching import LengthGroupedEpochSampler, LengthGroupedTrainer, length_order, longest_first
+from pipeline.train.batching import (
+    LengthGroupedEpochSampler,
+    LengthGroupedTrainer,
+    TokenBudgetBatchSampler,
+    length_order,
+    longest_first,
+    token_budget_sizes,
+)
+from pipeline.train.trainer import classification_loss
 
 from .conftest import TINY_GPT2
 
@@ -84,13 +92,17 @@ def tiny_dataset(tokenizer, texts: list[str]) -> datasets.Dataset:
     return datasets.Dataset.from_dict(rows)
 
 
-def tiny_trainer(tmp_path, tokenizer, train: datasets.Dataset, **args) -> LengthGroupedTrainer:
+def tiny_trainer(tmp_path, tokenizer, train: datasets.Dataset, train_batch_tokens: int = 0, **args):
     torch.manual_seed(0)
     config = AutoConfig.for_model(**TINY_GPT2, num_labels=2, pad_token_id=tokenizer.pad_token_id)
     model = AutoModelForSequenceClassification.from_config(config)
     arguments = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", **args)
     return LengthGroupedTrainer(
-        model=model, args=arguments, train_dataset=train, data_collator=make_collator(tokenizer)
+        model=model,
+        args=arguments,
+        train_dataset=train,
+        data_collator=make_collator(tokenizer, pad_to_multiple_of=None),
+        train_batch_tokens=train_batch_tokens,
     )
 
 
@@ -123,3 +135,86 @@ def test_trainer_groups_training_batches_and_keeps_evaluation_in_order(tmp_path,
     assert eval_order == list(range(len(ds)))  # transformers would length-group (shuffle) evaluation too
     plain = tiny_trainer(tmp_path, bundled_tokenizer, ds, per_device_train_batch_size=8)
     assert not isinstance(plain.get_train_dataloader().batch_sampler.sampler, LengthGroupedEpochSampler)
+
+
+def padded_tokens(batch: np.ndarray, size: np.ndarray, multiple: int = 1) -> int:
+    return len(batch) * -(-int(size[batch].max()) // multiple) * multiple
+
+
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_token_budget_sizes_fill_the_budget_and_cap_the_rows(multiple):
+    size = lengths(500, seed=2)
+    sizes = token_budget_sizes(size, max_rows=16, max_tokens=1024, pad_multiple=multiple)
+    assert sum(sizes) == len(size)
+    descending = np.sort(size)[::-1]
+    start = 0
+    for rows in sizes:
+        longest = -(-int(descending[start]) // multiple) * multiple
+        assert rows * longest <= 1024 and rows <= 16
+        # Greedy: one more row would break the budget or the cap (or there is none left).
+        assert start + rows == len(size) or (rows + 1) * longest > 1024 or rows == 16
+        start += rows
+    assert sizes[0] < sizes[-2] == 16  # long rows in small batches, short rows up to the cap
+    assert token_budget_sizes([500, 3], max_rows=8, max_tokens=256) == [1, 1]  # an over-long row goes alone
+
+
+def test_token_budget_sampler_partitions_the_rows_every_epoch_within_the_budget():
+    size = lengths(300, seed=5)
+    sampler = TokenBudgetBatchSampler(size, max_rows=40, max_tokens=800, seed=9, pad_multiple=8)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = [np.asarray(b) for b in sampler]
+        assert len(batches) == len(sampler) == len(sampler.sizes)  # the schedule's step count holds every epoch
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(size)))
+        assert all(padded_tokens(b, size, 8) <= 800 for b in batches)
+        assert size[batches[0]].max() == size.max()  # the longest rows first: out-of-memory shows at once
+        epochs.append(batches)
+    # A new batch order and new batch members (equal lengths mix) every epoch; the same again for a resumed epoch.
+    assert [b.tolist() for b in epochs[0]] != [b.tolist() for b in epochs[1]]
+    assert {frozenset(b.tolist()) for b in epochs[0]} != {frozenset(b.tolist()) for b in epochs[1]}
+    sampler.set_epoch(1)
+    assert [b.tolist() for b in sampler.batches()] == [b.tolist() for b in epochs[1]]
+    same_seed = TokenBudgetBatchSampler(size, max_rows=40, max_tokens=800, seed=9, pad_multiple=8)
+    same_seed.set_epoch(2)
+    assert [b.tolist() for b in same_seed.batches()] == [b.tolist() for b in epochs[2]]  # every DDP rank agrees
+
+
+def test_trainer_trains_on_token_budget_batches(tmp_path, bundled_tokenizer):
+    texts = [f"row {'x ' * int(n // 2)}" for n in lengths(150, seed=6)]  # within the tiny model's positions
+    ds = tiny_dataset(bundled_tokenizer, texts)
+    trainer = tiny_trainer(tmp_path, bundled_tokenizer, ds, train_batch_tokens=512, per_device_train_batch_size=24)
+    loader = trainer.get_train_dataloader()
+    batches = list(loader)
+    rows = [len(b["labels"]) for b in batches]
+    assert sum(rows) == len(ds) and len(set(rows)) > 2 and max(rows) == 24 > min(rows)
+    assert all(b["input_ids"].numel() <= 512 for b in batches)  # the collator's real padded tensors
+    assert len(loader) == len(batches)
+    loader.set_epoch(1)  # what the Trainer calls each epoch, through accelerate's loader
+    assert [b["labels"].tolist() for b in loader] != [b["labels"].tolist() for b in batches]
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.args.num_train_epochs = 1
+    trainer.train()
+    assert trainer.state.global_step == len(batches)
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_classification_loss_weighs_every_row_the_same():
+    logits = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 1, 0, 1, 0])
+    outputs = {"logits": logits}
+    mean = torch.nn.functional.cross_entropy(logits, labels)
+    plain = classification_loss()
+    assert torch.allclose(plain(outputs, labels), mean)  # evaluation: the batch mean
+    # Training hands over the step's row count (all accumulated batches): a 2-batch step of 6 + 6 rows.
+    assert torch.allclose(plain(outputs, labels, torch.tensor(12)), mean / 2)
+    # Token-budget batches: the sum over rows over the mean rows of a step, whatever this batch's size.
+    budget = classification_loss(rows_per_update=4.0)
+    assert torch.allclose(budget(outputs, labels, torch.tensor(6)), mean * 6 / 4)
+    assert torch.allclose(
+        budget({"logits": logits[:2]}, labels[:2], torch.tensor(2)),
+        torch.nn.functional.cross_entropy(logits[:2], labels[:2]) * 2 / 4,
+    )
+    weighted = classification_loss([1.0, 3.0])
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor([1.0, 3.0]))
+    assert torch.allclose(weighted(outputs, labels), expected)

@@ -85,6 +85,8 @@ def test_yaml_file_plus_override(tmp_path: Path):
         ("training.extra_args.seed=3", "set training.seed directly"),
         ("noequals", "section.key=value"),
         ("model.from_config={n_layer: 2}", "model_type"),
+        ("training.train_batch_tokens=-1", "training.train_batch_tokens must be >= 0"),
+        ("training.train_batch_tokens=64", "below model.max_length=256: a batch must hold"),
     ],
 )
 def test_bad_config_is_a_one_line_error(override: str, fragment: str):
@@ -93,6 +95,16 @@ def test_bad_config_is_a_one_line_error(override: str, fragment: str):
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
+
+
+def test_token_budget_batches_need_length_grouping():
+    cfg = load_config(Path("configs/full.yaml"))
+    assert cfg.training.train_batch_tokens >= cfg.model.max_length * 32  # the former fixed 32 x 128 batch fits
+    with pytest.raises(ConfigError, match=r"needs training\.train_sampling_strategy=group_by_length"):
+        load_config(Path("configs/full.yaml"), ["training.train_sampling_strategy=random"])
+    assert load_config(
+        Path("configs/full.yaml"), ["training.train_sampling_strategy=random", "training.train_batch_tokens=0"]
+    )
 
 
 def test_missing_and_broken_config_files(tmp_path: Path):

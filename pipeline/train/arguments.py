@@ -24,6 +24,7 @@ _NOT_TRAINING_ARGS = {
     "fp16",
     "tf32",
     "checkpoint_minutes",
+    "train_batch_tokens",
 }
 
 

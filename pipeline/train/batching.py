@@ -4,16 +4,22 @@ SMS texts are 2 to 120+ GPT-2 tokens long (mean ~30). A batch is padded to its l
 batches of 32 carry ~2.3x the real tokens and the book's fixed padding to the longest row ~3.9x; batches
 of rows of similar length carry ~1.07x. Training draws such batches in a new random order every epoch;
 evaluation sorts rows by length, which changes no metric, and prediction puts the rows back in dataset order.
+
+With a token budget (``training.train_batch_tokens``) a batch holds as many rows as fit in that many padded
+tokens: short texts train in large batches (fewer, fuller steps; on a GPU a small model's step costs about the
+same for 32 or 128 short rows) and long texts in small ones, so the peak memory stays that of one full batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import datasets
 import numpy as np
-from torch.utils.data import Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 from transformers import Trainer
+from transformers.trainer_utils import seed_worker
 
 from pipeline.data.tokenize import LENGTH
 
@@ -71,6 +77,83 @@ class LengthGroupedEpochSampler(Sampler[int]):
         return np.concatenate([full[longest], *(rest[i] for i in rng.permutation(len(rest))), *short])
 
 
+def token_budget_sizes(lengths: Sequence[int], max_rows: int, max_tokens: int, pad_multiple: int = 1) -> list[int]:
+    """Rows per batch when the rows are taken longest first and a batch holds as many as fit in ``max_tokens``
+    padded tokens (rows x its longest row, rounded up to ``pad_multiple`` as the collator pads), at most
+    ``max_rows``; a row longer than the budget gets a batch of its own.
+
+    The sizes depend only on the multiset of lengths, so every epoch has the same number of batches (the
+    learning-rate schedule is computed from it once) whatever order equal-length rows take.
+    """
+    descending = np.sort(np.asarray(lengths, dtype=np.int64))[::-1]
+    sizes: list[int] = []
+    start = 0
+    while start < len(descending):
+        longest = -(-int(descending[start]) // pad_multiple) * pad_multiple
+        rows = max(1, min(max_rows, max_tokens // max(longest, 1), len(descending) - start))
+        sizes.append(rows)
+        start += rows
+    return sizes
+
+
+class EpochLengthOrder(Sampler[int]):
+    """Row indices longest first, rows of equal length in a random order drawn from ``(seed, epoch)``."""
+
+    def __init__(self, lengths: Sequence[int], seed: int) -> None:
+        self.lengths = np.asarray(lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+    def order(self) -> np.ndarray:
+        ties = np.random.default_rng([self.seed, self.epoch]).random(len(self.lengths))
+        return np.lexsort((ties, -self.lengths))  # the last key sorts first: length, then the random tie-break
+
+
+class TokenBudgetBatchSampler(Sampler[list[int]]):
+    """Batches of similar-length rows that each fit a padded-token budget, in a fresh order every epoch.
+
+    The batch sizes are fixed once (:func:`token_budget_sizes`); each epoch the rows are sorted by length with
+    ties broken at random and cut at those sizes, and the batches are shuffled (the longest-rows batch first,
+    so running out of memory shows at once). Like fairseq's ``max_tokens`` batches, with the rows of each
+    length mixing between epochs. The order is a function of ``(seed, epoch)`` only, the same on every DDP
+    rank and after a resume (accelerate deals batch k to process k mod N and forwards ``set_epoch`` to
+    ``sampler``, as for torch's ``BatchSampler``).
+    """
+
+    def __init__(
+        self, lengths: Sequence[int], max_rows: int, max_tokens: int, seed: int, pad_multiple: int = 1
+    ) -> None:
+        self.sampler = EpochLengthOrder(lengths, seed)
+        self.sizes = token_budget_sizes(lengths, max_rows, max_tokens, pad_multiple)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (batch.tolist() for batch in self.batches())
+
+    def batches(self) -> list[np.ndarray]:
+        batches = np.split(self.sampler.order(), np.cumsum(self.sizes)[:-1])
+        rng = np.random.default_rng([self.sampler.seed, self.sampler.epoch, 1])
+        return [batches[0], *(batches[i] for i in 1 + rng.permutation(len(batches) - 1))]
+
+    @property
+    def mean_rows(self) -> float:
+        return float(np.mean(self.sizes))
+
+
 def longest_first(dataset: datasets.Dataset) -> datasets.Dataset:
     """The rows sorted by length, longest first (the peak memory shows at once); for order-free metrics."""
     if LENGTH not in dataset.column_names:
@@ -90,7 +173,47 @@ class LengthGroupedTrainer(Trainer):
     With ``train_sampling_strategy="group_by_length"`` transformers also length-groups evaluation, in a
     random order: predictions would no longer line up with the dataset's rows. Here evaluation reads the
     dataset in order (callers sort it by length first, see :func:`longest_first`).
+
+    ``train_batch_tokens`` > 0 trains on :class:`TokenBudgetBatchSampler` batches of at most
+    ``per_device_train_batch_size`` rows; ``pad_multiple`` is the collator's ``pad_to_multiple_of``.
     """
+
+    def __init__(self, *args, train_batch_tokens: int = 0, pad_multiple: int | None = None, **kwargs) -> None:
+        self.train_batch_tokens = train_batch_tokens
+        self.pad_multiple = pad_multiple or 1
+        super().__init__(*args, **kwargs)
+
+    def token_budget_sampler(self) -> TokenBudgetBatchSampler | None:
+        train = self.train_dataset
+        if not (self.train_batch_tokens and isinstance(train, datasets.Dataset) and LENGTH in train.column_names):
+            return None
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return TokenBudgetBatchSampler(
+            train[LENGTH], self._train_batch_size, self.train_batch_tokens, seed, self.pad_multiple
+        )
+
+    def get_train_dataloader(self) -> DataLoader:
+        sampler = self.token_budget_sampler()
+        if sampler is None:
+            return super().get_train_dataloader()
+        # transformers' own loader settings (Trainer._get_dataloader), with batches of varying size.
+        args = self.args
+        params = {
+            "batch_sampler": sampler,
+            "collate_fn": self.data_collator,
+            "num_workers": args.dataloader_num_workers,
+            "pin_memory": args.dataloader_pin_memory,
+            "persistent_workers": args.dataloader_persistent_workers,
+        }
+        workers = args.dataloader_num_workers
+        if workers > 0:
+            params |= {
+                "prefetch_factor": args.dataloader_prefetch_factor,
+                "multiprocessing_context": getattr(args, "dataloader_multiprocessing_context", None),
+                "worker_init_fn": partial(seed_worker, num_workers=workers, rank=args.process_index),
+            }
+        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+        return self.accelerator.prepare(DataLoader(dataset, **params))
 
     def _get_train_sampler(self, *args, **kwargs) -> Sampler | None:
         train = self.train_dataset

@@ -12,10 +12,10 @@ import torch
 from transformers import DefaultFlowCallback, EarlyStoppingCallback, PreTrainedModel, Trainer, TrainingArguments
 
 from pipeline.config import RunConfig, TrainingConfig
-from pipeline.data.tokenize import make_collator, padding_multiple
+from pipeline.data.tokenize import LENGTH, make_collator, padding_multiple
 from pipeline.errors import TrainingError
 from pipeline.rundir import RunDir
-from pipeline.train.batching import LengthGroupedTrainer, longest_first
+from pipeline.train.batching import LengthGroupedTrainer, TokenBudgetBatchSampler, longest_first
 from pipeline.train.checkpointing import CheckpointGate, KeepBestWeights
 from pipeline.train.history import EpochTimer, add_epoch_train_eval
 
@@ -26,13 +26,26 @@ TRAINER_STATE = "trainer_state.json"
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin")
 
 
-def class_weighted_loss(weights: list[float]):
-    """``Trainer(compute_loss_func=...)`` with a class-weighted cross entropy (balance=class_weights)."""
-    weight = torch.tensor(weights, dtype=torch.float32)
+def classification_loss(class_weights: list[float] | None = None, rows_per_update: float | None = None):
+    """``Trainer(compute_loss_func=...)``: cross entropy, class-weighted (balance=class_weights) or not.
 
-    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: int | None = None) -> torch.Tensor:
-        logits = outputs["logits"]
-        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight.to(logits.device))
+    In training the Trainer hands over ``num_items_in_batch``, the rows of the whole optimizer step on this
+    process (all accumulated batches), and expects the loss divided by it: the per-row losses are summed and
+    divided by that count, so accumulation does not scale the gradient. With token-budget batches (rows per
+    batch vary with length) they are divided by ``rows_per_update``, the MEAN rows of a step, instead: every
+    row then weighs the same whichever batch it lands in (a per-batch mean would weigh a long row in a batch
+    of 32 four times a short row in a batch of 128, and spam is longer than ham). Evaluation passes no count:
+    the batch mean (weighted by the class weights), as before.
+    """
+    weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        w = weight.to(logits.device) if weight is not None else None
+        if num_items_in_batch is None:
+            return torch.nn.functional.cross_entropy(logits, labels, weight=w)
+        per_row = torch.nn.functional.cross_entropy(logits, labels, weight=w, reduction="none")
+        return per_row.sum() / (rows_per_update or num_items_in_batch)
 
     return loss
 
@@ -51,22 +64,39 @@ def build_trainer(
     callbacks = []
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
+    pad_multiple = padding_multiple(on_cpu=args.use_cpu)
+    rows_per_update = token_budget_rows_per_update(cfg.training, tokenized["train"], args, pad_multiple)
+    needs_own_loss = class_weights or rows_per_update
     trainer = LengthGroupedTrainer(
         model=model,
         args=args,
-        data_collator=make_collator(tokenizer, pad_to_multiple_of=padding_multiple(on_cpu=args.use_cpu)),
+        data_collator=make_collator(tokenizer, pad_to_multiple_of=pad_multiple),
         train_dataset=tokenized["train"],
         eval_dataset=longest_first(tokenized["validation"]),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
-        compute_loss_func=class_weighted_loss(class_weights) if class_weights else None,
+        compute_loss_func=classification_loss(class_weights, rows_per_update) if needs_own_loss else None,
         callbacks=callbacks,
+        train_batch_tokens=cfg.training.train_batch_tokens,
+        pad_multiple=pad_multiple,
     )
     add_checkpoint_policy(trainer, cfg.training)
     trainer.add_callback(EpochTimer())  # before the epoch-end train evaluation below, so it is not timed
     # Train loss/accuracy per epoch on a train subset, for the book-style curves in the report.
     add_epoch_train_eval(trainer, tokenized["train"], cfg.evaluation.epoch_train_rows, cfg.training.seed)
     return trainer
+
+
+def token_budget_rows_per_update(
+    training: TrainingConfig, train: Any, args: TrainingArguments, pad_multiple: int | None
+) -> float | None:
+    """Mean rows of one optimizer step on one process with token-budget batches (None without them)."""
+    if not training.train_batch_tokens:
+        return None
+    sampler = TokenBudgetBatchSampler(
+        train[LENGTH], args.per_device_train_batch_size, training.train_batch_tokens, 0, pad_multiple or 1
+    )
+    return sampler.mean_rows * args.gradient_accumulation_steps
 
 
 def add_checkpoint_policy(trainer: Trainer, training: TrainingConfig) -> None:
