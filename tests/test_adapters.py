@@ -179,7 +179,9 @@ def test_adapter_over_a_named_base_records_it_instead_of_copying(tmp_path: Path)
 
 def test_lora_trains_under_accelerate_launch_with_two_cpu_processes(tmp_path: Path, toy_data_file: Path) -> None:
     out = tmp_path / "ddp"
-    extra = {"training.gradient_checkpointing": "true", **QUICK}
+    # Token-budget batches under DDP too (accelerate deals the sampler's batches to the 2 processes); at 16 rows
+    # the budget of 4096 tokens never binds here, so the batches are those of fixed-size batching.
+    extra = {"training.gradient_checkpointing": "true", **QUICK, "training.train_batch_tokens": "4096"}
     overrides = tiny_overrides(toy_data_file, out, tmp_path / "cache", **extra)
     command = [
         *(sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate_config.yaml"),
@@ -194,7 +196,7 @@ def test_lora_trains_under_accelerate_launch_with_two_cpu_processes(tmp_path: Pa
     # 84 training rows, batch 16 per process, 2 epochs: 3 steps per epoch with 2 processes (6 with one).
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
     assert metrics["training"]["processes"] == 2 and metrics["training"]["effective_batch_size"] == 32
-    # configs/lora.yaml batches by token budget: 6 batches of 16, 16, 16, 16, 16, 4 rows, 2 per step.
+    # 6 batches of 16, 16, 16, 16, 16 and 4 rows, 2 per step.
     assert metrics["training"]["mean_rows_per_step"] == 28.0
 
 

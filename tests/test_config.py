@@ -98,13 +98,11 @@ def test_bad_config_is_a_one_line_error(override: str, fragment: str):
 
 
 def test_token_budget_batches_need_length_grouping():
-    cfg = load_config(Path("configs/full.yaml"))
-    assert cfg.training.train_batch_tokens >= cfg.model.max_length * 32  # the former fixed 32 x 128 batch fits
+    budget = ["training.train_batch_tokens=4096"]
+    assert load_config(Path("configs/full.yaml"), budget).training.train_batch_tokens == 4096
     with pytest.raises(ConfigError, match=r"needs training\.train_sampling_strategy=group_by_length"):
-        load_config(Path("configs/full.yaml"), ["training.train_sampling_strategy=random"])
-    assert load_config(
-        Path("configs/full.yaml"), ["training.train_sampling_strategy=random", "training.train_batch_tokens=0"]
-    )
+        load_config(Path("configs/full.yaml"), [*budget, "training.train_sampling_strategy=random"])
+    assert load_config(Path("configs/full.yaml"), ["training.train_sampling_strategy=random"])
 
 
 def test_missing_and_broken_config_files(tmp_path: Path):
