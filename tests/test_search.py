@@ -10,7 +10,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.search import SearchSpace, overrides_for, scaled_adapter
+from pipeline.search import SearchSpace, overrides_for, scaled_adapter, search_config
 
 pytest.importorskip("optuna")
 
@@ -53,3 +53,9 @@ def test_search_space_defaults_and_errors():
         "adapter.r=8",
         "adapter.alpha=16",
     ]
+
+
+def test_trials_train_fixed_batches_of_the_searched_size():
+    cfg = load_config(Path("configs/full.yaml"), ["training.train_batch_tokens=4096"])
+    trial = search_config(cfg).training
+    assert trial.train_batch_tokens == 0 and not trial.load_best_model_at_end and trial.save_strategy == "no"

@@ -24,7 +24,28 @@ from transformers.trainer_utils import seed_worker
 from pipeline.data.tokenize import LENGTH
 
 
-class LengthGroupedEpochSampler(Sampler[int]):
+class EpochSeededSampler(Sampler[int]):
+    """Row indices that are a function of ``(seed, epoch)`` only (the Trainer and accelerate call ``set_epoch``)."""
+
+    def __init__(self, lengths: Sequence[int], seed: int) -> None:
+        self.lengths = np.asarray(lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def indices(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LengthGroupedEpochSampler(EpochSeededSampler):
     """Batches of similar-length rows in a fresh random order every epoch (fastai's "sortish" sampler).
 
     Each epoch: shuffle the rows, cut them into chunks of 50 batches, sort each chunk by length, cut it into
@@ -41,20 +62,9 @@ class LengthGroupedEpochSampler(Sampler[int]):
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, chunk_batches: int = 50) -> None:
-        self.lengths = np.asarray(lengths)
+        super().__init__(lengths, seed)
         self.batch_size = batch_size
-        self.seed = seed
         self.chunk_batches = chunk_batches
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
 
     def indices(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -96,24 +106,10 @@ def token_budget_sizes(lengths: Sequence[int], max_rows: int, max_tokens: int, p
     return sizes
 
 
-class EpochLengthOrder(Sampler[int]):
+class EpochLengthOrder(EpochSeededSampler):
     """Row indices longest first, rows of equal length in a random order drawn from ``(seed, epoch)``."""
 
-    def __init__(self, lengths: Sequence[int], seed: int) -> None:
-        self.lengths = np.asarray(lengths)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order().tolist())
-
-    def order(self) -> np.ndarray:
+    def indices(self) -> np.ndarray:
         ties = np.random.default_rng([self.seed, self.epoch]).random(len(self.lengths))
         return np.lexsort((ties, -self.lengths))  # the last key sorts first: length, then the random tie-break
 
@@ -145,7 +141,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         return (batch.tolist() for batch in self.batches())
 
     def batches(self) -> list[np.ndarray]:
-        batches = np.split(self.sampler.order(), np.cumsum(self.sizes)[:-1])
+        batches = np.split(self.sampler.indices(), np.cumsum(self.sizes)[:-1])
         rng = np.random.default_rng([self.sampler.seed, self.sampler.epoch, 1])
         return [batches[0], *(batches[i] for i in 1 + rng.permutation(len(batches) - 1))]
 

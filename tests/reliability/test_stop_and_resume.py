@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from pipeline import cli
@@ -191,3 +192,38 @@ def test_disk_full_is_one_line_and_leaves_the_previous_files_whole(tmp_path, toy
         f"error: disk full writing runs/x/checkpoints/checkpoint-6/optimizer.pt; free some space and rerun "
         f"(a training run: add {RESUME_FLAG})"
     )
+
+
+def test_token_budget_batches_resume_mid_epoch_exactly(tmp_path, toy_data_file, monkeypatch):
+    # Batches of varying size come from TokenBudgetBatchSampler; a resumed epoch must skip exactly the batches
+    # already trained (accelerate's skip_first_batches over that sampler) and see the rest in the same order.
+    settings = {
+        **EVERY_EPOCH,
+        "training.num_train_epochs": 2,
+        "training.per_device_train_batch_size": 16,
+        "training.train_batch_tokens": 256,
+        "evaluation.plots": False,
+        "evaluation.report": False,
+    }
+
+    def train(name: str, *extra: str) -> int:
+        overrides = tiny_overrides(toy_data_file, tmp_path / name, tmp_path / "cache", **settings)
+        return main(["train", "--config", SMOKE, *overrides, *extra])
+
+    assert train("whole") == 0
+    whole = tmp_path / "whole"
+    steps = json.loads((whole / "trainer_state.json").read_text())["global_step"]
+    layout = json.loads((whole / "metrics.json").read_text())["training"]
+    assert layout["train_batch_tokens"] == 256 and layout["mean_rows_per_step"] < 16  # the budget binds
+    per_epoch = steps // 2
+    signalled_at(monkeypatch, RaiseSignal(step=per_epoch + 2, sig=signal.SIGINT))  # 2 steps into epoch 2
+    assert train("cut") == 130
+    monkeypatch.undo()
+    assert train("cut", RESUME_FLAG) == 0
+    cut = tmp_path / "cut"
+    assert (
+        json.loads((cut / "metrics.json").read_text())["test"]
+        == json.loads((whole / "metrics.json").read_text())["test"]
+    )
+    ref, res = (load_file(run / "model" / "model.safetensors") for run in (whole, cut))
+    assert [name for name in ref if not torch.equal(ref[name], res[name])] == []
