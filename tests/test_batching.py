@@ -218,3 +218,7 @@ def test_classification_loss_weighs_every_row_the_same():
     weighted = classification_loss([1.0, 3.0])
     expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor([1.0, 3.0]))
     assert torch.allclose(weighted(outputs, labels), expected)
+    # Without accumulation the class-weighted training loss is the weighted mean, as before; with 2 batches of
+    # 6 rows each is half of it (the Trainer leaves a custom loss unscaled: it was twice too large before).
+    assert torch.allclose(weighted(outputs, labels, torch.tensor(6)), expected)
+    assert torch.allclose(weighted(outputs, labels, torch.tensor(12)), expected / 2)

@@ -29,23 +29,24 @@ _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.
 def classification_loss(class_weights: list[float] | None = None, rows_per_update: float | None = None):
     """``Trainer(compute_loss_func=...)``: cross entropy, class-weighted (balance=class_weights) or not.
 
-    In training the Trainer hands over ``num_items_in_batch``, the rows of the whole optimizer step on this
-    process (all accumulated batches), and expects the loss divided by it: the per-row losses are summed and
-    divided by that count, so accumulation does not scale the gradient. With token-budget batches (rows per
-    batch vary with length) they are divided by ``rows_per_update``, the MEAN rows of a step, instead: every
-    row then weighs the same whichever batch it lands in (a per-batch mean would weigh a long row in a batch
-    of 32 four times a short row in a batch of 128, and spam is longer than ham). Evaluation passes no count:
-    the batch mean (weighted by the class weights), as before.
+    The batch's (weighted) mean cross entropy, as in evaluation, where no count is passed. In training the
+    Trainer hands over ``num_items_in_batch``, the rows of the whole optimizer step on this process (all
+    accumulated batches), and does not divide a custom loss by the accumulation steps itself: the mean is
+    scaled by this batch's share of those rows (1 without accumulation). With token-budget batches (rows per
+    batch vary with length) the per-row losses are summed and divided by ``rows_per_update``, the MEAN rows
+    of a step: every row then weighs the same whichever batch it lands in (a per-batch mean would weigh a
+    long row in a batch of 32 four times a short row in a batch of 128, and spam is longer than ham).
     """
     weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
 
     def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         logits = outputs["logits"].float()
         w = weight.to(logits.device) if weight is not None else None
-        if num_items_in_batch is None:
-            return torch.nn.functional.cross_entropy(logits, labels, weight=w)
-        per_row = torch.nn.functional.cross_entropy(logits, labels, weight=w, reduction="none")
-        return per_row.sum() / (rows_per_update or num_items_in_batch)
+        if num_items_in_batch is not None and rows_per_update:
+            per_row = torch.nn.functional.cross_entropy(logits, labels, weight=w, reduction="none")
+            return per_row.sum() / rows_per_update
+        mean = torch.nn.functional.cross_entropy(logits, labels, weight=w)
+        return mean if num_items_in_batch is None else mean * (labels.numel() / num_items_in_batch)
 
     return loss
 
