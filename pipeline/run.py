@@ -192,10 +192,10 @@ def batch_layout(trainer: Trainer) -> dict[str, Any]:
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "effective_batch_size": args.per_device_train_batch_size * processes * args.gradient_accumulation_steps,
     }
-    budget = getattr(trainer, "token_budget_sampler", lambda: None)()
+    budget = getattr(trainer, "train_batches", None)
     if budget is not None:  # batches of varying size: effective_batch_size is the most rows of a step
         rows = budget.mean_rows * processes * args.gradient_accumulation_steps
-        layout |= {"train_batch_tokens": trainer.train_batch_tokens, "mean_rows_per_step": round(rows, 1)}
+        layout |= {"train_batch_tokens": budget.max_tokens, "mean_rows_per_step": round(rows, 1)}
     return layout
 
 

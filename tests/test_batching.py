@@ -93,16 +93,19 @@ def tiny_dataset(tokenizer, texts: list[str]) -> datasets.Dataset:
 
 
 def tiny_trainer(tmp_path, tokenizer, train: datasets.Dataset, train_batch_tokens: int = 0, **args):
+    """A Trainer on ``train``; ``train_batch_tokens`` > 0 gives it token-budget batches, as build_trainer does."""
     torch.manual_seed(0)
     config = AutoConfig.for_model(**TINY_GPT2, num_labels=2, pad_token_id=tokenizer.pad_token_id)
     model = AutoModelForSequenceClassification.from_config(config)
     arguments = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", **args)
+    size = arguments.train_batch_size
+    batches = TokenBudgetBatchSampler(train["length"], size, train_batch_tokens, 0) if train_batch_tokens else None
     return LengthGroupedTrainer(
         model=model,
         args=arguments,
         train_dataset=train,
         data_collator=make_collator(tokenizer, pad_to_multiple_of=None),
-        train_batch_tokens=train_batch_tokens,
+        train_batches=batches,
     )
 
 

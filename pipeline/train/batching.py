@@ -18,7 +18,7 @@ from functools import partial
 import datasets
 import numpy as np
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import seed_worker
 
 from pipeline.data.tokenize import LENGTH
@@ -129,6 +129,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         self, lengths: Sequence[int], max_rows: int, max_tokens: int, seed: int, pad_multiple: int = 1
     ) -> None:
         self.sampler = EpochLengthOrder(lengths, seed)
+        self.max_tokens = max_tokens
         self.sizes = token_budget_sizes(lengths, max_rows, max_tokens, pad_multiple)
 
     def set_epoch(self, epoch: int) -> None:
@@ -148,6 +149,11 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     @property
     def mean_rows(self) -> float:
         return float(np.mean(self.sizes))
+
+
+def sampling_seed(args: TrainingArguments) -> int:
+    """The seed of the training order: ``data_seed`` when set (the data order apart from the model's init)."""
+    return args.data_seed if args.data_seed is not None else args.seed
 
 
 def longest_first(dataset: datasets.Dataset) -> datasets.Dataset:
@@ -170,26 +176,16 @@ class LengthGroupedTrainer(Trainer):
     random order: predictions would no longer line up with the dataset's rows. Here evaluation reads the
     dataset in order (callers sort it by length first, see :func:`longest_first`).
 
-    ``train_batch_tokens`` > 0 trains on :class:`TokenBudgetBatchSampler` batches of at most
-    ``per_device_train_batch_size`` rows; ``pad_multiple`` is the collator's ``pad_to_multiple_of``.
+    ``train_batches`` (a :class:`TokenBudgetBatchSampler`, built once by the caller, which also derives the
+    loss scale from it) replaces fixed-size training batches.
     """
 
-    def __init__(self, *args, train_batch_tokens: int = 0, pad_multiple: int | None = None, **kwargs) -> None:
-        self.train_batch_tokens = train_batch_tokens
-        self.pad_multiple = pad_multiple or 1
+    def __init__(self, *args, train_batches: TokenBudgetBatchSampler | None = None, **kwargs) -> None:
+        self.train_batches = train_batches
         super().__init__(*args, **kwargs)
 
-    def token_budget_sampler(self) -> TokenBudgetBatchSampler | None:
-        train = self.train_dataset
-        if not (self.train_batch_tokens and isinstance(train, datasets.Dataset) and LENGTH in train.column_names):
-            return None
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return TokenBudgetBatchSampler(
-            train[LENGTH], self._train_batch_size, self.train_batch_tokens, seed, self.pad_multiple
-        )
-
     def get_train_dataloader(self) -> DataLoader:
-        sampler = self.token_budget_sampler()
+        sampler = self.train_batches
         if sampler is None:
             return super().get_train_dataloader()
         # transformers' own loader settings (Trainer._get_dataloader), with batches of varying size.
@@ -216,7 +212,7 @@ class LengthGroupedTrainer(Trainer):
         wanted = self.args.train_sampling_strategy == "group_by_length"
         if not (wanted and isinstance(train, datasets.Dataset) and LENGTH in train.column_names):
             return super()._get_train_sampler(*args, **kwargs)
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        seed = sampling_seed(self.args)
         # Group by what one optimizer step sees: the processes' batches of a step are consecutive slices of
         # one group (accelerate deals batch k to process k mod N), so 2 processes x 8 rows train on the same
         # rows per step as 1 process x 16, and each process still gets rows of similar length.

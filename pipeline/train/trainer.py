@@ -15,7 +15,7 @@ from pipeline.config import RunConfig, TrainingConfig
 from pipeline.data.tokenize import LENGTH, make_collator, padding_multiple
 from pipeline.errors import TrainingError
 from pipeline.rundir import RunDir
-from pipeline.train.batching import LengthGroupedTrainer, TokenBudgetBatchSampler, longest_first
+from pipeline.train.batching import LengthGroupedTrainer, TokenBudgetBatchSampler, longest_first, sampling_seed
 from pipeline.train.checkpointing import CheckpointGate, KeepBestWeights
 from pipeline.train.history import EpochTimer, add_epoch_train_eval
 
@@ -66,7 +66,9 @@ def build_trainer(
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     pad_multiple = padding_multiple(on_cpu=args.use_cpu)
-    rows_per_update = token_budget_rows_per_update(cfg.training, tokenized["train"], args, pad_multiple)
+    batches = token_budget_batches(cfg.training, tokenized["train"], args, pad_multiple)
+    # Token-budget batches: the loss is divided by the mean rows of one optimizer step on one process.
+    rows_per_update = batches.mean_rows * args.gradient_accumulation_steps if batches is not None else None
     needs_own_loss = class_weights or rows_per_update
     trainer = LengthGroupedTrainer(
         model=model,
@@ -78,8 +80,7 @@ def build_trainer(
         compute_metrics=compute_metrics,
         compute_loss_func=classification_loss(class_weights, rows_per_update) if needs_own_loss else None,
         callbacks=callbacks,
-        train_batch_tokens=cfg.training.train_batch_tokens,
-        pad_multiple=pad_multiple,
+        train_batches=batches,
     )
     add_checkpoint_policy(trainer, cfg.training)
     trainer.add_callback(EpochTimer())  # before the epoch-end train evaluation below, so it is not timed
@@ -88,16 +89,16 @@ def build_trainer(
     return trainer
 
 
-def token_budget_rows_per_update(
+def token_budget_batches(
     training: TrainingConfig, train: Any, args: TrainingArguments, pad_multiple: int | None
-) -> float | None:
-    """Mean rows of one optimizer step on one process with token-budget batches (None without them)."""
+) -> TokenBudgetBatchSampler | None:
+    """The training batches under ``training.train_batch_tokens`` (None without a budget): at most the Trainer's
+    per-process batch size in rows, padded as the collator pads, in an order drawn from the data seed."""
     if not training.train_batch_tokens:
         return None
-    sampler = TokenBudgetBatchSampler(
-        train[LENGTH], args.per_device_train_batch_size, training.train_batch_tokens, 0, pad_multiple or 1
+    return TokenBudgetBatchSampler(
+        train[LENGTH], args.train_batch_size, training.train_batch_tokens, sampling_seed(args), pad_multiple or 1
     )
-    return sampler.mean_rows * args.gradient_accumulation_steps
 
 
 def add_checkpoint_policy(trainer: Trainer, training: TrainingConfig) -> None:
