@@ -350,5 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The ``spam-tune`` script: :func:`main`, then a quick process exit (see :mod:`pipeline.process_exit`)."""
+    from pipeline.process_exit import finish
+
+    finish(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

