@@ -368,10 +368,10 @@ def best_epoch(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": None, "step": step, "validation_loss": None}
 
 
-def read_run_predictions(run_dir: Path, splits: tuple[str, ...]) -> dict[str, Any] | None:
-    """The run's ``predictions/<split>.csv`` files as data frames (texts kept as written: no NaN for "NA"), or
-    None when one of them is missing."""
-    files = {split: run_dir / "predictions" / f"{split}.csv" for split in splits}
+def read_run_predictions(run_dir: Path, splits: tuple[str, ...], folder: str = "predictions") -> dict[str, Any] | None:
+    """The run's ``<folder>/<split>.csv`` files as data frames (texts kept as written: no NaN for "NA"), or None
+    when one of them is missing. ``predictions``: the scored splits; ``data``: every split's rows and labels."""
+    files = {split: run_dir / folder / f"{split}.csv" for split in splits}
     if not all(path.is_file() for path in files.values()):
         return None
     import pandas as pd
@@ -411,14 +411,15 @@ def errors_shared_with_baseline(run_dir: Path) -> dict[str, Any] | None:
     Errors both make are the texts that stay hard for any model of this kind (spam written like a personal
     message); errors only the model makes are where a better recipe can still win. None when a file is missing.
     """
-    frames = read_run_predictions(run_dir, ("train", "test"))
-    if frames is None:
+    frames = read_run_predictions(run_dir, ("test",))
+    rows = read_run_predictions(run_dir, ("train",), folder="data")  # train is not scored by default
+    if frames is None or rows is None:
         return None
     import numpy as np
 
     from pipeline.evaluation.baseline import fit_baseline
 
-    train, test = frames["train"], frames["test"]
+    train, test = rows["train"], frames["test"]
     baseline, _ = fit_baseline(train["text"].tolist(), train["label"].to_numpy())
     truth = test["label"].to_numpy()
     model_wrong = test["predicted"].to_numpy() != truth  # as the run decided (its threshold, if it chose one)

@@ -330,8 +330,9 @@ class EvaluationConfig:
 
     splits: list[str] = field(default_factory=lambda: ["validation", "test"])
     """Splits scored with the final model for metrics.json, the report and ``predictions/<split>.csv``.
-    ``train`` is left out by default: re-scoring every train row was most of a small run's final evaluation
-    (2.4 s of 3.7 s on 2 CPU cores; ~30 s for GPT-2 small there), and the per-epoch train-subset curve
+    ``train`` is left out by default: re-scoring the 1,045 book-split train rows was most of the final
+    evaluation (3.7 s -> 1.4-1.7 s without it, bench/train_speed.py's 4-layer model on 2 CPU cores; ~31 s for
+    GPT-2 small there, at the 33.9 rows/s it scores in batches), and the per-epoch train-subset curve
     (``epoch_train_rows``) already shows over- or underfitting. ``[train,validation,test]`` gives the book's
     three-row table."""
     threshold: Literal["argmax", "best_f1", "target_precision"] = "argmax"

@@ -28,9 +28,29 @@ class Stages:
 
 def seconds_since_process_start() -> float | None:
     """Seconds since this process started (Python start-up and imports included); None if unknown."""
+    age = _linux_process_age()
+    if age is not None:
+        return age
     try:
         import psutil  # installed with accelerate
 
         return max(time.time() - psutil.Process(os.getpid()).create_time(), 0.0)
     except Exception:  # pragma: no cover - exotic platforms: the number is informative only
+        return None
+
+
+def _linux_process_age() -> float | None:
+    """The process's age from /proc, to 1/100 s: uptime minus the start time in clock ticks since boot.
+
+    psutil's ``create_time`` adds that start time to the boot time, which Linux gives in whole seconds, so
+    its age is off by a fixed 0-1 s per boot (0.9 s on the machine where this was found: 'start_up' read
+    5.7 s when imports took 4.8 s and Python 0.03 s).
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after "pid (name)": the name may hold spaces
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            now = float(uptime.read().split()[0])
+        return max(now - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 0.0)  # field 22 of proc(5): starttime
+    except (OSError, ValueError, IndexError):
         return None
