@@ -44,6 +44,22 @@ for w in "$WHEELS"/*.whl; do
 done
 export PYTHONPATH="$PWD:$PWD/.site" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# A user's `pip install` compiles every module to bytecode once; an image without .pyc files for its packages (or
+# with read-only site-packages) recompiles ~4,500 modules in every process, which would make this machine's start-up
+# look far slower than a user's. Checked without writing any (-B); when missing, cached under a writable prefix and
+# compiled on all cores, as pip would have done at install.
+BYTECODE=$(python3 -B -c "import importlib.util as u, os, transformers as t
+print('cached' if os.path.exists(u.cache_from_source(t.__file__)) else 'missing', 'PYTHONDONTWRITEBYTECODE=%r' % os.environ.get('PYTHONDONTWRITEBYTECODE'), 'site_writable=%d' % os.access(os.path.dirname(t.__file__), os.W_OK))")
+echo "bytecode of the image's transformers: $BYTECODE"
+PKGS=()
+if [ "${BYTECODE%% *}" = missing ]; then
+  export PYTHONPYCACHEPREFIX=/tmp/spam-tune-pycache  # Python then reads and writes all bytecode there
+  SITE=$(python3 -B -c "import os, transformers; print(os.path.dirname(os.path.dirname(transformers.__file__)))")
+  for p in torch transformers peft accelerate huggingface_hub safetensors tokenizers numpy pandas scipy sklearn \
+    matplotlib pyarrow psutil yaml; do [ -d "$SITE/$p" ] && PKGS+=("$SITE/$p"); done  # what a run imports
+fi
+# The wheels above went in with --no-compile (one core); compileall writes .pyc whatever PYTHONDONTWRITEBYTECODE says.
+TIMEFORMAT="bytecode compiled in %R s"; time (timeout 120 python3 -m compileall -q -j 0 "${PKGS[@]}" .site >/dev/null 2>&1)
 python3 -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__)"
 
@@ -61,7 +77,7 @@ step 2 && timeout "${SERVE_TIMEOUT:-60}" python3 bench/serve_speed.py --device c
 
 stamp "3. start-up floor of this machine: python + torch + first CUDA op; the Trainer import; the accelerate launcher"
 TIMEFORMAT="%R s wall"
-step 3 && for cmd in "import torch; torch.zeros(1, device='cuda')" "from transformers import Trainer"; do
+step 3 && for cmd in "import torch; torch.zeros(1, device='cuda')" "from transformers import Trainer" "from transformers import Trainer"; do
   echo "$cmd"; time python3 -c "$cmd"
 done
 step 3 && echo "accelerate launch --quiet of an empty script" && : > /tmp/empty.py && time accelerate launch --quiet --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no /tmp/empty.py

@@ -29,8 +29,8 @@ from tests.conftest import write_toy_data
 from tests.reliability.conftest import ACCELERATE, SMOKE, Running, in_epoch, run_overrides, train_command
 
 STEPS_PER_EPOCH = 6  # 84 train rows, batch 16
-TRAINED = "pipeline.evaluation.predictions: train:"
-"""Logged after training, when the best model is scored on the train split (before report and export)."""
+TRAINED = "pipeline.evaluation.predictions: validation:"
+"""Logged after training, when the best model has scored its first split (before report and export)."""
 
 
 @pytest.fixture(scope="module")
