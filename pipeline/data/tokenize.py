@@ -52,7 +52,59 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
                 f"cannot load tokenizer {name!r} ({str(err).splitlines()[0]}); offline? pass a local dir with "
                 f"model.tokenizer=DIR, or model.tokenizer={BUNDLED_GPT2_BPE} for the bundled GPT-2 BPE"
             ) from None
-    return with_pad_token(tokenizer)
+    tokenizer = with_pad_token(tokenizer)
+    return with_input_template(tokenizer, cfg.input_template) if cfg.input_template else tokenizer
+
+
+TEMPLATE_PARTS = ("TEMPLATE_BEFORE", "TEMPLATE_AFTER")
+"""Names of the template's two token runs in the post-processor (what ``tokenizer.json`` shows)."""
+
+
+def with_input_template(tokenizer: PreTrainedTokenizerBase, template: str) -> PreTrainedTokenizerBase:
+    """Make ``tokenizer`` wrap every text in ``template`` (``before{text}after``) by itself.
+
+    The fast tokenizer's post-processor becomes a ``TemplateProcessing`` that puts the token ids of ``before``
+    and ``after`` around the text's. It runs inside every encode call, so token counts, truncation (the text
+    gives way, the template stays) and the saved ``tokenizer.json`` all include it, and a saved model needs no
+    setting of ours to be fed as it was trained. Only a post-processor that adds nothing can be replaced
+    (GPT-2's and SmolLM2's add nothing; one that adds BOS/EOS tokens would need both merged).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ModelError(
+            f"model.input_template needs a fast tokenizer (tokenizer.json); {tokenizer.name_or_path!r} has none: "
+            "leave model.input_template empty"
+        )
+    from tokenizers import processors
+
+    special = []
+    single = []
+    for name, part in zip(TEMPLATE_PARTS, template.split("{text}"), strict=True):
+        ids = tokenizer(part, add_special_tokens=False)["input_ids"] if part else []
+        if ids:
+            special.append({"id": name, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)})
+            single.append(name)
+        if name == TEMPLATE_PARTS[0]:
+            single.append("$A")
+    wanted = processors.TemplateProcessing(single=single, pair=[*single, "$B:1"], special_tokens=special)
+    current = None if backend.post_processor is None else json.loads(backend.post_processor.__getstate__())
+    if current is not None and current != json.loads(wanted.__getstate__()) and _adds_tokens(current):
+        raise ModelError(
+            f"model.input_template cannot be combined with the tokenizer of {tokenizer.name_or_path!r}: its "
+            f"post-processor ({current.get('type')}) adds tokens of its own, or holds another template; "
+            "leave model.input_template empty, or put those tokens into the template"
+        )
+    backend.post_processor = wanted
+    return tokenizer
+
+
+def _adds_tokens(processor: dict[str, Any]) -> bool:
+    """Whether a serialized post-processor inserts ids (a TemplateProcessing with special tokens, BERT's, ...)."""
+    if processor.get("type") == "TemplateProcessing":
+        return bool(processor.get("special_tokens"))
+    if processor.get("type") == "Sequence":
+        return any(_adds_tokens(p) for p in processor.get("processors", []))
+    return processor.get("type") != "ByteLevel"  # ByteLevel only trims offsets
 
 
 def check_local_dir(name: str, key: str) -> None:
