@@ -155,7 +155,7 @@ class ModelConfig:
     max_length: int = 256
     """Truncate texts to this many tokens (SMS messages are rarely longer than 200 GPT-2 tokens)."""
     input_template: str = ""
-    """Text around every input, with one ``{text}`` where the message goes, e.g. an instruction for an
+    r"""Text around every input, with one ``{text}`` where the message goes, e.g. an instruction for an
     instruction-tuned model: ``"<|im_start|>user\nIs this SMS spam?\n{text}<|im_end|>\n<|im_start|>assistant\n"``.
     Empty: the text alone. It is built into the tokenizer's post-processor and saved in ``tokenizer.json``, so
     the saved model's tokenizer adds it wherever it runs (``spam-tune predict``/``serve``, transformers
@@ -183,7 +183,8 @@ class ModelConfig:
         if self.input_template and self.input_template.count("{text}") != 1:
             raise ConfigError(
                 f"model.input_template must hold {{text}} exactly once, where the message goes; got "
-                f"{self.input_template!r} (e.g. model.input_template='SMS:\n{{text}}\nSpam or ham?')"
+                f"{self.input_template!r} (e.g. 'model.input_template=\"SMS:\\n{{text}}\\nSpam or ham?\"': YAML "
+                "double quotes keep \\n a newline)"
             )
 
 
@@ -344,9 +345,9 @@ class EvaluationConfig:
     """Splits scored with the final model for metrics.json, the report and ``predictions/<split>.csv``.
     ``train`` is left out by default: re-scoring the 1,045 book-split train rows was most of the final
     evaluation (3.7 s -> 1.4-1.7 s without it, bench/train_speed.py's 4-layer model on 2 CPU cores; ~31 s for
-    GPT-2 small there, at the 33.9 rows/s it scores in batches), and the per-epoch train-subset curve
-    (``epoch_train_rows``) already shows over- or underfitting. ``[train,validation,test]`` gives the book's
-    three-row table."""
+    GPT-2 small there, at the 33.9 rows/s it scored in batches in an earlier session's serving benchmark), and
+    the per-epoch train-subset curve (``epoch_train_rows``) already shows over- or underfitting.
+    ``[train,validation,test]`` gives the book's three-row table."""
     threshold: Literal["argmax", "best_f1", "target_precision"] = "argmax"
     """How the positive class is decided: argmax of the logits, or a probability threshold chosen
     on the validation split for best F1 or for ``target_precision``."""

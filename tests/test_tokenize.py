@@ -105,8 +105,9 @@ def test_input_template_refuses_a_tokenizer_that_adds_tokens_itself():
 
 @pytest.mark.parametrize("template", ["no placeholder", "{text} and {text}"])
 def test_input_template_needs_one_placeholder(template: str):
-    with pytest.raises(ConfigError, match="exactly once"):
+    with pytest.raises(ConfigError, match="exactly once") as err:
         ModelConfig(input_template=template)
+    assert "\n" not in str(err.value)  # one line, its example included
 
 
 def test_prediction_batches_pad_to_the_longest_row_and_to_multiples_of_8_on_gpus_only():
