@@ -368,7 +368,7 @@ def best_epoch(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": None, "step": step, "validation_loss": None}
 
 
-def read_run_predictions(run_dir: Path, splits: tuple[str, ...], folder: str = "predictions") -> dict[str, Any] | None:
+def read_run_csvs(run_dir: Path, splits: tuple[str, ...], folder: str = "predictions") -> dict[str, Any] | None:
     """The run's ``<folder>/<split>.csv`` files as data frames (texts kept as written: no NaN for "NA"), or None
     when one of them is missing. ``predictions``: the scored splits; ``data``: every split's rows and labels."""
     files = {split: run_dir / folder / f"{split}.csv" for split in splits}
@@ -383,7 +383,7 @@ def test_at_validation_best_f1(run_dir: Path) -> dict[str, Any] | None:
     """Test numbers at the spam threshold that maximises validation F1 (what ``evaluation.threshold=best_f1``
     would decide), from the run's ``predictions/`` files: a second decision rule measured without training again.
     The threshold comes from validation rows only. None when the run wrote no predictions."""
-    frames = read_run_predictions(run_dir, ("validation", "test"))
+    frames = read_run_csvs(run_dir, ("validation", "test"))
     if frames is None:
         return None
     from pipeline.evaluation.predictions import SplitPredictions, split_metrics
@@ -411,8 +411,8 @@ def errors_shared_with_baseline(run_dir: Path) -> dict[str, Any] | None:
     Errors both make are the texts that stay hard for any model of this kind (spam written like a personal
     message); errors only the model makes are where a better recipe can still win. None when a file is missing.
     """
-    frames = read_run_predictions(run_dir, ("test",))
-    rows = read_run_predictions(run_dir, ("train",), folder="data")  # train is not scored by default
+    frames = read_run_csvs(run_dir, ("test",))
+    rows = read_run_csvs(run_dir, ("train",), folder="data")  # train is not scored by default
     if frames is None or rows is None:
         return None
     import numpy as np
