@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from transformers import Trainer, set_seed
 
 from pipeline.config import RunConfig
@@ -40,7 +41,7 @@ from pipeline.rundir import (
     library_versions,
     mark_interrupted,
 )
-from pipeline.timing import Stages, seconds_since_process_start
+from pipeline.timing import Stages, imports_recompile, seconds_since_process_start
 from pipeline.train.arguments import build_training_arguments
 from pipeline.train.history import epoch_seconds
 from pipeline.train.interrupt import SignalStop, StopOnSignal, StoppedAfterCheckpoint
@@ -63,6 +64,7 @@ def run(cfg: RunConfig) -> RunResult:
     )
     stages = Stages()
     stages.seconds["start_up"] = seconds_since_process_start() or 0.0  # interpreter + imports
+    recompiles = warn_if_imports_recompile()
     set_seed(cfg.training.seed)
     args = build_training_arguments(cfg, run_dir)
     if cfg.hub.push_at_end:
@@ -111,6 +113,7 @@ def run(cfg: RunConfig) -> RunResult:
         with stages("report"):
             trainer.state.save_to_json(str(run_dir.root / "trainer_state.json"))  # the full log, step by step
             environment = environment_info() | batch_layout(trainer) | {"torch_threads": torch.get_num_threads()}
+            environment["imports_compiled_from_source"] = recompiles
             environment["wall_seconds"] = round(time.time() - started, 2)
             environment["stages_seconds"] = stages.to_dict()
             write_run_report(run_dir, cfg, evaluation, metrics, environment)
@@ -127,6 +130,20 @@ def run(cfg: RunConfig) -> RunResult:
         if cfg.hub.push_at_end:
             push_finished_run(run_dir, cfg)
     return RunResult(run_dir, metrics)
+
+
+def warn_if_imports_recompile() -> bool:
+    """Say so when every start compiles transformers from source: a fixed ~9 s per run that one command removes."""
+    recompiles = imports_recompile(transformers)
+    if recompiles:
+        site_packages = Path(transformers.__file__).parent.parent
+        log.warning(
+            "Python compiles transformers (and what it imports) from source in every process here: no bytecode is "
+            "installed and none may be written (PYTHONDONTWRITEBYTECODE or a read-only site-packages); that costs "
+            "~9 s per start on 2 CPU cores. Compile once: python -m compileall -q -j 0 %s",
+            site_packages,
+        )
+    return recompiles
 
 
 def train_until_done_or_signalled(trainer: Trainer, resume: str | None, run: RunDir, main: bool) -> Any:

@@ -1,10 +1,11 @@
-"""``seconds_since_process_start``: the ``start_up`` stage of environment.json, to a hundredth of a second."""
+"""The start-up facts of environment.json: ``start_up`` to a hundredth of a second, and whether imports recompile."""
 
+import os
 import subprocess
 import sys
 import time
 
-from pipeline.timing import Stages
+from pipeline.timing import Stages, imports_recompile
 
 
 def test_process_age_lies_within_what_the_parent_saw():
@@ -24,3 +25,27 @@ def test_stages_add_up_per_name():
         with stages("tokenize"):
             time.sleep(0.01)
     assert stages.to_dict()["tokenize"] >= 0.02
+
+
+def _recompiles_json(env_changes: dict[str, str | None]) -> bool:
+    """``imports_recompile(json)`` in a fresh interpreter with these environment changes (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k not in env_changes} | {
+        k: v for k, v in env_changes.items() if v is not None
+    }
+    script = "import json; from pipeline.timing import imports_recompile; print(imports_recompile(json))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env, check=True
+    )
+    return out.stdout.strip() == "True"
+
+
+def test_imports_recompile_when_no_bytecode_may_be_read_or_written(tmp_path):
+    # An empty bytecode folder Python may not write to: every module is compiled again, in every process.
+    assert _recompiles_json({"PYTHONPYCACHEPREFIX": str(tmp_path / "empty"), "PYTHONDONTWRITEBYTECODE": "1"})
+    # The same empty folder where Python may write: the import leaves the .pyc behind for the next process.
+    assert not _recompiles_json({"PYTHONPYCACHEPREFIX": str(tmp_path / "writable"), "PYTHONDONTWRITEBYTECODE": None})
+    assert list((tmp_path / "writable").rglob("json/__init__.*.pyc"))  # the prefix mirrors the source's path
+
+
+def test_modules_without_a_source_file_count_as_compiled():
+    assert not imports_recompile(sys)  # built into the interpreter

@@ -163,6 +163,8 @@ def test_accelerate_launch_single_process(tiny_run, tmp_path: Path):
     environment = json.loads((tmp_path / "acc1" / "environment.json").read_text())
     expected = cpu_threads_per_process(1) if "OMP_NUM_THREADS" not in os.environ else int(os.environ["OMP_NUM_THREADS"])
     assert environment["torch_threads"] == expected
+    # Whether this environment compiles transformers on every start is recorded, and warned about exactly then.
+    assert environment["imports_compiled_from_source"] == ("compiles transformers" in proc.stderr)
 
 
 def test_accelerate_launch_two_cpu_processes_runs_ddp(tiny_run, tmp_path: Path):
