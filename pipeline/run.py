@@ -64,9 +64,9 @@ def run(cfg: RunConfig) -> RunResult:
     )
     stages = Stages()
     stages.seconds["start_up"] = seconds_since_process_start() or 0.0  # interpreter + imports
-    recompiles = warn_if_imports_recompile()
     set_seed(cfg.training.seed)
     args = build_training_arguments(cfg, run_dir)
+    recompiles = warn_if_imports_recompile(main=args.should_save)
     if cfg.hub.push_at_end:
         from pipeline.export.push import resolve_token  # the Hub client only when a push is asked for
 
@@ -132,10 +132,12 @@ def run(cfg: RunConfig) -> RunResult:
     return RunResult(run_dir, metrics)
 
 
-def warn_if_imports_recompile() -> bool:
-    """Say so when every start compiles transformers from source: a fixed ~9 s per run that one command removes."""
+def warn_if_imports_recompile(main: bool) -> bool:
+    """Say so when every start compiles transformers from source: a fixed ~9 s per run that one command removes.
+
+    Every DDP process pays it, but only the main one says so (one line, not one per GPU)."""
     recompiles = imports_recompile(transformers)
-    if recompiles:
+    if recompiles and main:
         site_packages = Path(transformers.__file__).parent.parent
         log.warning(
             "Python compiles transformers (and what it imports) from source in every process here: no bytecode is "
