@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pipeline.config import RunConfig, config_keys, load_config
 from pipeline.errors import SpamTuneError, TrainingInterrupted
+from pipeline.launch import first_to_report
 from pipeline.rundir import RESUME_FLAG
 from pipeline.serve.cli_args import add_predict_file_arguments, add_serve_arguments
 
@@ -284,8 +285,9 @@ def setup_logging() -> None:
 
 def train_script(argv: list[str]) -> int:
     """``train.py``: under ``accelerate launch --num_processes N --cpu`` first start the N DDP workers."""
-    from pipeline.launch import maybe_relaunch_cpu_ddp, use_cpu_cores
+    from pipeline.launch import maybe_relaunch_cpu_ddp, use_cpu_cores, write_past_the_launcher_tee
 
+    write_past_the_launcher_tee()  # before anything is printed: the last lines must outlive the launcher
     try:
         # A bad config fails here, once, before any worker starts (each worker would print the same error).
         code = maybe_relaunch_cpu_ddp(argv, preflight=lambda: _config(build_parser().parse_args(["train", *argv])))
@@ -298,8 +300,8 @@ def train_script(argv: list[str]) -> int:
 
 
 def report_error(err: SpamTuneError) -> int:
-    """Print the one-line message (once: on the main process only; every rank hit the same input) -> exit code."""
-    if _is_main_process():
+    """Print the one-line message (once: by the first process to fail; every rank hit the same input) -> exit code."""
+    if first_to_report():
         if isinstance(err, TrainingInterrupted):
             print(f"interrupted: {err}; to resume, run: {err.resume_hint or resume_command()}", file=sys.stderr)
         else:
@@ -334,14 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         return report_error(err)
     except KeyboardInterrupt:
         # Ctrl-C outside training (which stops at a step boundary by itself): a line, not a traceback.
-        if _is_main_process():
+        if first_to_report():
             print("interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
         # Every output is written aside and renamed, so what exists is whole; a training run resumes.
-        if _is_main_process():
+        if first_to_report():
             where = f" writing {err.filename}" if err.filename else ""
             print(
                 f"error: disk full{where}; free some space and rerun (a training run: add {RESUME_FLAG})",

@@ -1,4 +1,6 @@
-"""Make ``accelerate launch --num_processes N --cpu train.py`` really run N DDP processes.
+"""What ``train.py`` does about the launcher that started it (accelerate's, torch's elastic one).
+
+Make ``accelerate launch --num_processes N --cpu train.py`` really run N DDP processes.
 
 accelerate's ``--cpu`` path uses its "simple" launcher, which starts ONE process and relies on
 ``mpirun`` (an MPI install plus a hostfile) for more; without MPI the ``--num_processes`` value is
@@ -16,6 +18,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from pipeline.errors import SpamTuneError
+
+PROC = "/proc"
 
 
 def single_process_cpu_launch(env: Mapping[str, str]) -> bool:
@@ -179,3 +183,92 @@ def use_cpu_cores(env: Mapping[str, str] | None = None) -> int | None:
     threads = cpu_threads_per_process(int(env.get("LOCAL_WORLD_SIZE", "1")))
     torch.set_num_threads(threads)
     return threads
+
+
+def _pipe_inode(link: str) -> str | None:
+    """``pipe:[12345]`` (what /proc shows for a pipe end) -> ``12345``; None for anything else."""
+    return link[len("pipe:[") : -1] if link.startswith("pipe:[") and link.endswith("]") else None
+
+
+def launcher_tee_target(pid: int | None = None, parent: int | None = None, proc: str = PROC) -> str | None:
+    """The launcher's own stderr when this process's stderr is a pipe that its parent, an ``accelerate launch``,
+    reads and copies through (accelerate >= 1.16's simple launcher does that, to keep the last lines of a failed
+    run); None otherwise (no launcher, or it passes stderr on unchanged).
+
+    Linux only (read from /proc): elsewhere None, and stderr stays as it is.
+    """
+    pid = os.getpid() if pid is None else pid
+    parent = os.getppid() if parent is None else parent
+    try:
+        ours = _pipe_inode(os.readlink(f"{proc}/{pid}/fd/2"))
+        if ours is None or launch_arguments(_cmdline(parent, proc)) is None:
+            return None
+        theirs = {_pipe_inode(os.readlink(f"{proc}/{parent}/fd/{fd}")) for fd in os.listdir(f"{proc}/{parent}/fd")}
+        target = os.readlink(f"{proc}/{parent}/fd/2")
+    except OSError:  # no /proc, or the parent exited or is not ours to read
+        return None
+    if ours not in theirs or _pipe_inode(target) == ours:
+        return None
+    return f"{proc}/{parent}/fd/2"
+
+
+def _cmdline(pid: int, proc: str) -> list[str]:
+    with open(f"{proc}/{pid}/cmdline", "rb") as f:
+        return [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
+
+
+def write_past_the_launcher_tee(proc: str = PROC) -> bool:
+    """Under a launcher that copies our stderr through a pipe, write stderr straight to where the launcher's goes.
+
+    Why: the copy lives only as long as the launcher. After a ``kill -9`` of the launch, or once the launcher has
+    exited on SIGTERM, that pipe has no reader, and the lines a stopped run prints last (``interrupted: ...; to
+    resume, run: ...`` from the DDP workers, which outlive it by design) were lost; accelerate 1.15 passed stderr
+    on unchanged, so they reached the terminal. Opening the launcher's stderr through /proc gives this process
+    the same terminal, pipe or file (a file opened for appending, so that nothing is written over). Returns
+    whether stderr was redirected.
+    """
+    target = launcher_tee_target(proc=proc)
+    if target is None:
+        return False
+    import stat
+
+    try:
+        flags = os.O_WRONLY | (os.O_APPEND if stat.S_ISREG(os.stat(target).st_mode) else 0)
+        fd = os.open(target, flags)
+    except OSError:  # e.g. a terminal we may not open: keep the launcher's copy
+        return False
+    sys.stderr.flush()
+    os.dup2(fd, 2)  # fd 2 itself, so that the workers started later inherit it too
+    os.close(fd)
+    return True
+
+
+def first_to_report(env: Mapping[str, str] | None = None, marker_dir: str | None = None) -> bool:
+    """Whether this process prints the run's one-line error: always in a one-process run; with several processes,
+    the first of this machine's processes to fail (they all hit the same input, so one line says it).
+
+    Not "rank 0 only": when another rank fails first, the launcher stops the rest (torch's elastic agent within
+    0.1 s, then SIGTERM), and rank 0 was often stopped before it printed (1 launch in 3 showed no error line).
+    The processes of one launch agree through a file created exclusively, named after their launcher process
+    (pid and start time, so a later launch with a reused pid is not confused with this one).
+    """
+    env = os.environ if env is None else env
+    if int(env.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    import tempfile
+
+    import psutil
+
+    try:
+        launcher = psutil.Process(os.getppid())
+        launch = f"{launcher.pid}-{int(launcher.create_time() * 1000)}"
+    except psutil.Error:  # the launcher is gone: nobody else will decide for this process
+        return True
+    marker = os.path.join(marker_dir or tempfile.gettempdir(), f"spam-tune-error-{launch}")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    except OSError:  # no writable temp dir: better a line twice than none
+        return True
+    return True
