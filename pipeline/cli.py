@@ -20,11 +20,12 @@ import errno
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import RunConfig, config_keys, load_config
+from pipeline.config import RunConfig, config_keys, load_config, reader_overrides
 from pipeline.errors import SpamTuneError, TrainingInterrupted
 from pipeline.launch import first_to_report
 from pipeline.rundir import RESUME_FLAG
@@ -84,6 +85,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.serve.classifier import Classifier
 
     texts = list(args.texts)
+    if args.reading:
+        raise SpamTuneError(f"{args.reading[0]} says how to read --file FILE; pass one, or give the texts alone")
     if args.out:
         raise SpamTuneError("--out needs --file IN; texts given as arguments are printed as JSON lines")
     if not texts:
@@ -99,6 +102,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluate_saved import evaluate_saved_model, format_table
 
+    reading = reader_overrides(args.reading, command="spam-tune evaluate")
+    if reading and not args.data:
+        raise SpamTuneError("data.* reading options apply to --data FILE; a run's saved splits are read as written")
+    if args.format and "format" in reading:
+        raise SpamTuneError("pass --format or data.format=..., not both")
     result, out = evaluate_saved_model(
         args.target,
         split=args.split,
@@ -106,6 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         text_column=args.text_column,
         label_column=args.label_column,
         data_format=args.format,
+        reading=reading,
         out=args.out,
         batch_size=args.batch_size,
     )
@@ -207,10 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "predict":
             cmd.add_argument("model_dir", help="a saved model dir, e.g. runs/lora/model")
             cmd.add_argument("texts", nargs="*", help="texts to classify")
+            cmd.set_defaults(reading=[])  # data.KEY=VALUE words anywhere on the line (see parse_command_line)
             add_predict_file_arguments(cmd)
             cmd.add_argument("--batch-size", type=int, default=32)
         if name == "evaluate":
             cmd.add_argument("target", metavar="MODEL_OR_RUN_DIR", help="a run dir (runs/lora) or a model dir")
+            cmd.set_defaults(reading=[])  # data.KEY=VALUE words anywhere on the line (see parse_command_line)
             which = cmd.add_mutually_exclusive_group()
             which.add_argument("--split", choices=["train", "validation", "test"], help="a saved split (default: test)")
             which.add_argument("--data", help="a labeled file: CSV/TSV with a header, JSON lines, parquet, UCI TSV")
@@ -327,8 +338,32 @@ def resume_command(argv: list[str] | None = None) -> str:
     return shlex.join([*kept, RESUME_FLAG])
 
 
+READING_WORD = re.compile(r"[a-z_]+\.[a-z_]+=")
+"""``data.encoding=latin-1`` and the like: how ``evaluate --data`` and ``predict --file`` read their file (other
+``section.key=value`` words are caught too, to be refused with the list of the keys these commands take)."""
+
+
+def parse_command_line(argv: list[str] | None) -> argparse.Namespace:
+    """argparse, plus the file-reading words of ``evaluate`` and ``predict`` wherever they stand on the line.
+
+    argparse fills a positional list only from one run of words, so ``evaluate RUN --data F data.encoding=X``
+    would leave ``data.encoding=X`` unrecognized; those commands take such words anywhere (as training does).
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "reading") or not all(READING_WORD.match(word) for word in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if hasattr(args, "reading"):
+        texts = getattr(args, "texts", [])
+        if getattr(args, "file", None):  # predict --file: reading words among the positional ones are options
+            args.texts = [t for t in texts if not READING_WORD.match(t)]
+            extra = [*(t for t in texts if READING_WORD.match(t)), *extra]
+        args.reading = extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(argv)
     setup_logging()
     try:
         return args.func(args)

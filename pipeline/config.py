@@ -15,6 +15,7 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -40,7 +41,8 @@ class DataConfig:
     path: str | None = None
     """Local data file: the UCI TSV (no header), CSV/TSV with a header, JSON lines or parquet."""
     format: Literal["auto", "uci", "csv", "tsv", "jsonl", "parquet"] = "auto"
-    """File format of ``path``; ``auto`` decides by extension (no extension: the UCI TSV)."""
+    """File format of ``path``; ``auto`` decides by extension, else by the first line (a TAB: the UCI TSV, a comma:
+    CSV)."""
     hub_name: str | None = None
     hub_split: str = "train"
     text_column: str | int = "text"
@@ -507,6 +509,30 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections (data:, model:, ...)")
     return raw
+
+
+READER_KEYS = ("format", "encoding", "header", "text_column", "label_column")
+"""The ``data.*`` keys that say how a file is read: commands that read a file of their own (``evaluate --data``,
+``predict --file``) take them as ``data.KEY=VALUE`` too, so the reader's advice is valid wherever it is printed."""
+
+
+def reader_overrides(items: Sequence[str], keys: Sequence[str] = READER_KEYS, *, command: str) -> dict[str, Any]:
+    """``["data.encoding=latin-1", "data.header=false"]`` -> ``{"encoding": "latin-1", "header": False}``."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name = key.removeprefix("data.")
+        if not sep or not key.startswith("data.") or name not in keys:
+            accepted = " ".join(f"data.{k}=..." for k in keys)
+            raise ConfigError(f"{command} does not take {item!r}; it takes file-reading options {accepted}")
+        values[name] = parse_override_value(value)
+    return values
+
+
+def with_reader_settings(base: DataConfig, values: dict[str, Any]) -> DataConfig:
+    """``base`` with ``values`` (from :func:`reader_overrides`), type-checked and validated like a config file."""
+    raw = {f.name: getattr(base, f.name) for f in dataclasses.fields(DataConfig)} | values
+    return from_dict(DataConfig, raw, "data.")
 
 
 def parse_override_value(text: str) -> Any:

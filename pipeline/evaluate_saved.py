@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import DataConfig, RunConfig, load_config
+from pipeline.config import DataConfig, RunConfig, load_config, with_reader_settings
 from pipeline.data.clean import UnknownLabelsError
 from pipeline.data.readers import MissingColumnError, read_labeled_file
 from pipeline.errors import DataError, SpamTuneError
@@ -55,9 +55,16 @@ def resolve_target(path: str | Path) -> Target:
 
 
 def data_config(
-    target: Target, id2label: dict[int, str], *, split_file: bool, text_column: str | None, label_column: str | None
+    target: Target,
+    id2label: dict[int, str],
+    *,
+    split_file: bool,
+    text_column: str | None,
+    label_column: str | None,
+    reading: dict[str, Any] | None = None,
 ) -> DataConfig:
-    """How to read the data: the run's data settings (or defaults), the model's labels, the given columns.
+    """How to read the data: the run's data settings (or defaults), the model's labels, the given reading
+    settings (``data.encoding=...`` and the like, as for training), then the given columns.
 
     Raw labels may be the class names (ham/spam) or the class ids (0/1).
     """
@@ -66,18 +73,33 @@ def data_config(
     labels = {str(i): i for i in id2label if str(i) not in names} | dict(names)
     if split_file:  # the run's split CSVs: columns text, label (name), label_id
         return dataclasses.replace(base, labels=labels, **SPLIT_CSV)
+    reading = dict(reading or {})
+    header = reading.get("header", base.header)
+    if header == base.header:
+        columns: dict[str, str | int | None] = {"text_column": base.text_column, "label_column": base.label_column}
+    else:  # the run's columns were for the other kind of file: names by default, positions must be given
+        columns = (
+            {"text_column": "text", "label_column": "label"}
+            if header
+            else dict.fromkeys(("text_column", "label_column"))
+        )
+    reading = columns | reading
 
-    def column(given: str | None, default: str | int) -> str | int:
+    def column(given: str | None, default: str | int | None) -> str | int | None:
         if given is None:
             return default
-        return int(given) if not base.header and given.isascii() and given.isdigit() else given  # a position
+        return int(given) if not header and given.isascii() and given.isdigit() else given  # a position
 
-    return dataclasses.replace(
-        base,
-        text_column=column(text_column, base.text_column),
-        label_column=column(label_column, base.label_column),
-        labels=labels,
-    )
+    reading["text_column"] = column(text_column, reading["text_column"])
+    reading["label_column"] = column(label_column, reading["label_column"])
+    missing = [key for key in ("text_column", "label_column") if reading[key] is None]
+    if missing:
+        raise SpamTuneError(
+            "data.header=false reads columns by position; also pass "
+            + " ".join(f"data.{key}=N" for key in missing)
+            + " (0 = first column), e.g. data.text_column=1 data.label_column=0"
+        )
+    return with_reader_settings(dataclasses.replace(base, labels=labels), reading)
 
 
 def read_rows(cfg: DataConfig, path: Path, fmt: str | None, id2label: dict[int, str]) -> pd.DataFrame:
@@ -123,6 +145,7 @@ def evaluate_saved_model(
     text_column: str | None = None,
     label_column: str | None = None,
     data_format: str | None = None,
+    reading: dict[str, Any] | None = None,
     out: str | None = None,
     batch_size: int = 32,
 ) -> tuple[dict[str, Any], Path]:
@@ -130,8 +153,11 @@ def evaluate_saved_model(
     started = time.perf_counter()
     if split and data:
         raise SpamTuneError("pass either --split or --data, not both")
-    if split and (text_column or label_column):
-        raise SpamTuneError("--text-column/--label-column apply to --data files; a run's splits have fixed columns")
+    if split and (text_column or label_column or reading):
+        raise SpamTuneError(
+            "--text-column/--label-column and data.* reading options apply to --data files; a run's splits have "
+            "fixed columns"
+        )
     target = resolve_target(target_path)
     id2label = read_folder_metadata(target.model_dir).id2label
     if data:
@@ -146,8 +172,11 @@ def evaluate_saved_model(
         if not path.is_file():
             raise SpamTuneError(f"{path} not found; the run did not save its {split} split (pass --data FILE)")
     out_dir = output_dir(target, out, name)
-    cfg_data = data_config(target, id2label, split_file=not data, text_column=text_column, label_column=label_column)
-    frame = read_rows(cfg_data, path, data_format if data else None, id2label)
+    cfg_data = data_config(
+        target, id2label, split_file=not data, text_column=text_column, label_column=label_column, reading=reading
+    )
+    fmt = data_format or (reading or {}).get("format")
+    frame = read_rows(cfg_data, path, fmt if data else None, id2label)
 
     from pipeline.serve.classifier import Classifier
 

@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from huggingface_hub import ModelCard
 
@@ -186,3 +187,64 @@ def test_evaluation_settings_that_cannot_work_fail_before_the_run_dir(
     assert main(["train", "--config", "configs/smoke.yaml", *tiny_run("bad", **overrides)]) == 2
     assert fragment in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "bad").exists()
+
+
+def write_headerless_latin1_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """``label,text`` rows without a header, in latin-1 (a pound sign is one byte that is not UTF-8)."""
+    path.write_bytes("".join(f'{label},"{text} \u00a3{i}"\n' for i, (label, text) in enumerate(rows)).encode("latin-1"))
+    return path
+
+
+def suggested_fixes(err: str) -> list[str]:
+    """The ``data.KEY=VALUE`` options an error line tells the user to add."""
+    return re.findall(r"\bdata\.[a-z_]+=[^\s;,()]+", err)
+
+
+def test_evaluate_reads_a_headerless_latin1_csv_with_the_training_readers_options(trained: Path, tmp_path, capsys):
+    from tests.conftest import toy_rows
+
+    rows = toy_rows(10)
+    data = write_headerless_latin1_csv(tmp_path / "comments.csv", rows)
+    command = ["evaluate", str(trained), "--data", str(data), "--out", str(tmp_path / "eval")]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "data.encoding=latin-1" in err, err
+    # The advice is for this command: what it suggests is accepted (an unknown argument would exit through argparse).
+    assert main([*command, *suggested_fixes(err)[:1]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "encoding" not in err and "unrecognized" not in err, err
+    assert not (tmp_path / "eval").exists()  # nothing half-written by the refused runs
+
+    reading = ["data.encoding=latin-1", "data.header=false", "data.text_column=1", "data.label_column=0"]
+    assert main([*command, *reading]) == 0  # the training reader's own options
+    assert read_json(tmp_path / "eval" / "metrics.json")["rows"] == len(rows)
+    scored = pd.read_csv(tmp_path / "eval" / "predictions.csv", keep_default_na=False)
+    assert scored["text"].tolist() == [f"{text} \u00a3{i}" for i, (_, text) in enumerate(rows)]  # decoded right
+    assert scored["label"].tolist() == [label for label, _ in rows]
+
+    # The column flags read positions once the file has no header, as data.text_column does.
+    positions = ["data.encoding=latin-1", "data.header=false", "--text-column", "1", "--label-column", "0"]
+    assert main([*command[:-1], str(tmp_path / "eval2"), *positions]) == 0
+    assert read_json(tmp_path / "eval2" / "metrics.json")["rows"] == len(rows)
+
+    # Headerless without positions, and a key that is not a reading option: one line each, naming the fix.
+    assert main([*command, "data.encoding=latin-1", "data.header=false"]) == 2
+    assert "data.text_column=N data.label_column=N" in capsys.readouterr().err
+    assert main([*command, "training.learning_rate=1"]) == 2
+    assert "takes file-reading options data.format=... data.encoding=..." in capsys.readouterr().err
+
+
+def test_a_csv_given_as_uci_is_named_not_read_as_empty_texts(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.data.readers import read_table
+    from pipeline.errors import DataError
+
+    data = tmp_path / "sms"
+    data.write_text("label,text\nham,see you at noon\nspam,WIN a prize now\n", encoding="utf-8")
+    cfg = load_config(None, ["data.source=file", f"data.path={data}", "data.format=uci"]).data
+    with pytest.raises(DataError, match=r"not in the UCI format .* data.format=auto .* data.format=csv"):
+        read_table(cfg)
+    # auto reads it by its first line (no extension: a comma, so CSV with a header).
+    auto = load_config(None, ["data.source=file", f"data.path={data}", "data.format=auto"]).data
+    table, _ = read_table(auto)
+    assert table["text"].tolist() == ["see you at noon", "WIN a prize now"]

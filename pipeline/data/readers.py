@@ -64,9 +64,26 @@ def _file_format(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
     suffix = path.suffix.lower()
-    if suffix not in _FORMAT_BY_SUFFIX:
-        raise DataError(f"cannot tell the format of {path} from its extension {suffix!r}; set data.format={_FORMATS}")
-    return _FORMAT_BY_SUFFIX[suffix]
+    if suffix and suffix in _FORMAT_BY_SUFFIX:
+        return _FORMAT_BY_SUFFIX[suffix]
+    # No extension (the UCI file has none) or an unknown one: the first line tells a TAB-separated file from a
+    # comma-separated one.
+    _check_file(path)
+    first = _first_line(path)
+    if "\t" in first:
+        return "uci"
+    if "," in first:
+        return "csv"
+    raise DataError(f"cannot tell the format of {path} from its name or first line; set data.format={_FORMATS}")
+
+
+def _first_line(path: Path, size: int = 65536) -> str:
+    try:
+        with path.open("rb") as f:
+            head = f.read(size)
+    except OSError as err:
+        raise DataError(f"cannot read data file {path} ({one_line(err)}); check its permissions") from None
+    return next((line for line in head.decode("latin-1").splitlines() if line.strip()), "")
 
 
 def _read_file(path: Path, fmt: str, cfg: DataConfig) -> pd.DataFrame:
@@ -132,6 +149,12 @@ def _decode(path: Path, encoding: str) -> str:
 
 def _parse_uci(text: str, path: Path, *, pandas_quoting: bool) -> pd.DataFrame:
     """Parse the UCI TSV ``label<TAB>text`` (no header) into columns text, label."""
+    if text.strip() and "\t" not in text:  # e.g. a CSV read as UCI: every text would be empty
+        fmt = "csv" if "," in text else "tsv"
+        raise DataError(
+            f"{path} has no line of 'label<TAB>text', so it is not in the UCI format (data.format=uci); set "
+            f"data.format=auto to choose the reader from the file's name and first line, or data.format={fmt}"
+        )
     if pandas_quoting:
         # Book mode: exactly the book's pd.read_csv(sep="\t", header=None) with its default quoting,
         # which merges a few lines with unbalanced double quotes (5,572 rows from 5,574 lines).

@@ -105,6 +105,10 @@ class TableReader:
     path: Path
     fmt: str
     chunk_size: int
+    encoding: str = "utf-8"
+    """Of the text formats (CSV/TSV/JSON lines/plain text); a UTF-8 BOM is skipped."""
+    header: bool = True
+    """CSV/TSV: the first row names the columns; ``False``: columns are numbered 0, 1, ... (``data.header=false``)."""
     unit: str = field(init=False)
     total: int = field(init=False)
     """Progress total: file size in bytes, or row count for parquet."""
@@ -139,7 +143,13 @@ class TableReader:
             try:
                 # dtype=str, no NA parsing: a message "NA" or "null" is text, ids keep their leading zeros.
                 chunks = pd.read_csv(
-                    handle, sep=sep, dtype=str, keep_default_na=False, chunksize=self.chunk_size, encoding="utf-8"
+                    handle,
+                    sep=sep,
+                    dtype=str,
+                    keep_default_na=False,
+                    chunksize=self.chunk_size,
+                    encoding=self.encoding,
+                    header=0 if self.header else None,
                 )
                 for frame in chunks:
                     if frame.empty:  # a header without rows
@@ -150,30 +160,37 @@ class TableReader:
             except pd.errors.EmptyDataError:
                 return
             except UnicodeDecodeError:
-                raise PredictFileError(
-                    f"{self.path} is not valid UTF-8 (after data row {read}); re-encode it, e.g. "
-                    f"iconv -f latin1 -t utf-8 {self.path} > {self.path.stem}.utf8{self.path.suffix}"
-                ) from None
+                name = "UTF-8" if _is_utf8(self.encoding) else self.encoding
+                raise PredictFileError(self._not_decodable(f"is not valid {name} (after data row {read})")) from None
             except (pd.errors.ParserError, ValueError) as err:
                 other = "tsv" if self.fmt == "csv" else "csv"
+                kind = "with a header row" if self.header else "without a header row"
                 raise PredictFileError(
-                    f"{self.path} is not a valid {self.fmt.upper()} file with a header row after data row {read} "
+                    f"{self.path} is not a valid {self.fmt.upper()} file {kind} after data row {read} "
                     f"({_one_line(err)}); check its delimiter and quoting, or pass --format {other}"
                 ) from None
+
+    def _not_decodable(self, where: str) -> str:
+        """What to say of bytes that ``self.encoding`` cannot decode, with the fixes ``predict --file`` accepts."""
+        if _is_utf8(self.encoding):
+            return (
+                f"{self.path} {where}; add data.encoding=latin-1 (or the file's encoding), or re-encode it, e.g. "
+                f"iconv -f latin1 -t utf-8 {self.path} > {self.path.stem}.utf8{self.path.suffix}"
+            )
+        return f"{self.path} {where}; set data.encoding to the file's encoding"
 
     def _lines(self) -> Iterator[tuple[int, str, int]]:
         """(line number, text without its line ending, bytes read so far), checking UTF-8 line by line."""
         with self.path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
-                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf") and _is_utf8(self.encoding):
                     raw = raw[3:]  # the BOM that spreadsheet exports add
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode(self.encoding)
                 except UnicodeDecodeError as err:
-                    raise PredictFileError(
-                        f"{self.path} line {number} is not valid UTF-8 (byte 0x{raw[err.start]:02x}); re-encode it, "
-                        f"e.g. iconv -f latin1 -t utf-8 {self.path} > {self.path.stem}.utf8{self.path.suffix}"
-                    ) from None
+                    name = "UTF-8" if _is_utf8(self.encoding) else self.encoding
+                    where = f"line {number} is not valid {name} (byte 0x{raw[err.start]:02x})"
+                    raise PredictFileError(self._not_decodable(where)) from None
                 yield number, line.removesuffix("\n").removesuffix("\r"), handle.tell()
 
     def _text(self) -> Iterator[Chunk]:
@@ -237,6 +254,10 @@ class TableReader:
             ) from None
 
 
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise PredictFileError(f"--file {path} does not exist; pass an existing file")
@@ -256,8 +277,13 @@ def _open_parquet(path: Path) -> pq.ParquetFile:
         ) from None
 
 
-def text_column_error(path: Path, column: str, columns: list[str]) -> PredictFileError:
+def text_column_error(path: Path, column: str | int, columns: list[str]) -> PredictFileError:
     """The text column is missing: name the columns found and suggest the likeliest one."""
+    if isinstance(column, int):  # data.header=false: columns by position
+        return PredictFileError(
+            f"{path} has {len(columns)} column(s) per row, so no column {column} (0 = first); pass "
+            f"data.text_column=N with N below {len(columns)}"
+        )
     hinted = [c for c in columns if c.strip().lower() in _TEXT_HINTS]
     guess = hinted[0] if hinted else columns[0] if len(columns) == 1 else "NAME"
     found = ", ".join(repr(c) for c in columns) or "none"

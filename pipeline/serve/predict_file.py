@@ -45,11 +45,17 @@ class FileJob:
     path: Path
     out: Path | None
     """None: JSON lines on stdout."""
-    text_column: str | None = None
-    """Default ``text``; plain text files have no columns."""
+    text_column: str | int | None = None
+    """Default ``text``; a position (0 = first column) with ``header=False``; plain text files have no columns."""
     fmt: str = "auto"
     chunk_size: int = DEFAULT_CHUNK_SIZE
     allow_empty: bool = False
+    encoding: str = "utf-8"
+    header: bool = True
+
+    @property
+    def text_column_or_default(self) -> str | int:
+        return "text" if self.text_column is None else self.text_column
 
     def check(self) -> tuple[str, str | None]:
         """(input format, output format) after checking what can be checked before the model loads."""
@@ -60,11 +66,61 @@ class FileJob:
             raise PredictFileError(
                 f"{self.path} is plain text (one message per line) and has no columns; drop --text-column"
             )
+        self._check_reading(fmt)
         if self.out is None:
             return fmt, None
         if self.out.resolve() == self.path.resolve():
             raise PredictFileError(f"--out {self.out} is the input file; write the predictions to a new file")
         return fmt, output_format(self.out)
+
+    def _check_reading(self, fmt: str) -> None:
+        """The ``data.*`` reading settings, checked as the training reader checks them (same keys, same rules)."""
+        try:
+            "a".encode(self.encoding)
+        except LookupError:
+            raise PredictFileError(
+                f"data.encoding={self.encoding!r} is not a text encoding; e.g. utf-8, latin-1, cp1252"
+            ) from None
+        if fmt in ("jsonl", "text") and "a\n".encode(self.encoding) != b"a\n":
+            raise PredictFileError(
+                f"{self.path} is read line by line ({fmt}), which needs an ASCII-compatible encoding, not "
+                f"data.encoding={self.encoding}; re-encode it to UTF-8"
+            )
+        if self.header:
+            if isinstance(self.text_column, int):
+                raise PredictFileError(
+                    f"data.text_column={self.text_column} is a column position, which needs data.header=false; "
+                    "give the column's name instead"
+                )
+            return
+        if fmt not in ("csv", "tsv"):
+            raise PredictFileError(f"data.header=false applies to CSV/TSV files, not {fmt}; drop it")
+        if not isinstance(self.text_column, int) or self.text_column < 0:
+            raise PredictFileError(
+                "data.header=false reads columns by position; pass data.text_column=N (0 = first column), "
+                "e.g. data.text_column=1"
+            )
+
+
+def file_reading(items: list[str], text_column_flag: str | None) -> dict[str, Any]:
+    """``data.encoding=... data.header=false data.text_column=N`` (the training reader's keys) as FileJob fields."""
+    from pipeline.config import reader_overrides
+
+    values = reader_overrides(items, ("encoding", "header", "text_column"), command="spam-tune predict --file")
+    if "text_column" in values and text_column_flag is not None:
+        raise PredictFileError("pass --text-column or data.text_column=..., not both")
+    if not isinstance(values.get("header", True), bool):
+        raise PredictFileError(f"data.header must be true or false, got {values['header']!r}")
+    if not isinstance(values.get("encoding", ""), str):
+        raise PredictFileError(f"data.encoding must be a name such as latin-1, got {values['encoding']!r}")
+    if "text_column" not in values:
+        headerless = values.get("header") is False and text_column_flag is not None and text_column_flag.isdigit()
+        values["text_column"] = int(text_column_flag) if headerless else text_column_flag  # a position, or a name
+    return values
+
+
+def reader_of(job: FileJob, fmt: str) -> TableReader:
+    return TableReader(job.path, fmt, job.chunk_size, encoding=job.encoding, header=job.header)
 
 
 def prediction_columns(id2label: dict[int, str]) -> list[str]:
@@ -80,7 +136,7 @@ def _text_or_none(value: Any) -> str | None:
 
 
 def chunk_texts(chunk: Chunk, job: FileJob, unit: str) -> list[str | None]:
-    column = job.text_column or "text"
+    column = job.text_column_or_default
     if column not in chunk.frame.columns:
         raise text_column_error(job.path, column, [str(c) for c in chunk.frame.columns])
     texts = [_text_or_none(v) for v in chunk.frame[column].tolist()]
@@ -133,9 +189,9 @@ def predict_file(classifier: Any, job: FileJob, *, progress: bool | None = None,
     ``progress=None`` shows the bar only when stderr is a terminal.
     """
     fmt, out_fmt = job.check()
-    reader = TableReader(job.path, fmt, job.chunk_size)
-    if reader.columns() is not None and fmt != "text" and (job.text_column or "text") not in reader.columns():
-        raise text_column_error(job.path, job.text_column or "text", reader.columns() or [])
+    reader = reader_of(job, fmt)
+    if reader.columns() is not None and fmt != "text" and job.text_column_or_default not in reader.columns():
+        raise text_column_error(job.path, job.text_column_or_default, reader.columns() or [])
     started = time.perf_counter()
     rows = 0
     bar = tqdm(
@@ -183,13 +239,13 @@ def run_file_command(args: Any) -> int:
     job = FileJob(
         path=Path(args.file),
         out=Path(args.out) if args.out else None,
-        text_column=args.text_column,
         fmt=args.file_format,
         chunk_size=args.chunk_size,
         allow_empty=args.allow_empty,
+        **file_reading(args.reading, args.text_column),
     )
     job.check()
-    TableReader(job.path, input_format(job.path, job.fmt), job.chunk_size)  # missing/empty file: fail before loading
+    reader_of(job, input_format(job.path, job.fmt))  # missing/empty file: fail before the model loads
     classifier = Classifier(
         args.model_dir, batch_size=args.batch_size, device=args.device, backend=args.backend, dtype=args.dtype
     )

@@ -227,3 +227,33 @@ def test_progress_bar_goes_to_stderr(tmp_path: Path, full_classifier: Any, capsy
     predict_file(full_classifier, FileJob(source, tmp_path / "o.csv"), progress=True)
     captured = capsys.readouterr()
     assert "messages.txt: 100%" in captured.err and captured.out == ""
+
+
+def test_predict_file_reads_a_headerless_latin1_csv_with_the_training_readers_options(
+    tmp_path: Path, full_model_dir: Path, full_classifier: Any, capsys: pytest.CaptureFixture[str]
+):
+    texts = [f"{SPAM_TEXT} \u00a31000", f"{HAM_TEXT} caf\u00e9"]
+    source = tmp_path / "comments.csv"
+    source.write_bytes("".join(f'{i},"{t}"\n' for i, t in enumerate(texts)).encode("latin-1"))  # id,text
+    out = tmp_path / "predictions.csv"
+    command = ["predict", str(full_model_dir), "--file", str(source), "--out", str(out)]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "add data.encoding=latin-1" in err, err
+    assert main([*command, "data.encoding=latin-1"]) == 2  # the suggestion is accepted; the header is next
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--text-column" in err and "encoding" not in err, err
+    assert not out.exists()
+
+    for reading in (["data.text_column=1"], ["--text-column", "1"]):  # a position, as in training
+        assert main([*command, "data.encoding=latin-1", "data.header=false", *reading]) == 0
+        written = read_output(out)
+        assert written["1"].tolist() == texts  # the input columns (numbered 0, 1) are kept, texts decoded right
+        assert written["label"].tolist() == expected_labels(full_classifier, texts)
+
+    assert main([*command, "data.header=false"]) == 2
+    assert "data.text_column=N" in capsys.readouterr().err
+    assert main([*command, "data.labels={a: 0}"]) == 2
+    assert "takes file-reading options data.encoding=... data.header=... data.text_column=..." in (
+        capsys.readouterr().err
+    )
