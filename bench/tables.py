@@ -281,6 +281,11 @@ def reproduce(data: dict) -> str:
             del out[j : j + 2]
     elif gguf:
         out += ["--gguf-file", gguf]
+    # Settings the config file said differently when the run was made: today's file needs them as overrides.
+    given = {out[j + 1].partition("=")[0] for j, word in enumerate(out[:-1]) if word == "--set"}
+    for change in recipe_changes(data):
+        if change.partition("=")[0] not in given:
+            out += ["--set", change]
     return shlex.join([*out, "--data", "SMSSpamCollection"])
 
 
