@@ -1,7 +1,7 @@
 """How far a lower-precision dtype moves a trained classifier's answers: every message of a file scored by the
 Python API in float32 and in another dtype, then the decisions that differ and the probability gaps.
 
-    python bench/dtype_agreement.py MODEL_DIR --data ../shared/data/SMSSpamCollection --dtype bfloat16 \
+    python bench/dtype_agreement.py MODEL_DIR --data SMSSpamCollection --dtype bfloat16 \
         --out bench/results/dtype-agreement-smollm2-cpu.json
 
 Speed says little about whether a dtype can serve a model: this does. Decisions use the model's saved threshold

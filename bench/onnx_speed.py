@@ -1,7 +1,7 @@
 """ONNX Runtime vs torch on CPU for the GPT-2 small architecture (random weights), on SMS messages.
 
     pip install onnxruntime onnx
-    OMP_WAIT_POLICY=PASSIVE python bench/onnx_speed.py --data ../shared/data/SMSSpamCollection \
+    OMP_WAIT_POLICY=PASSIVE python bench/onnx_speed.py --data SMSSpamCollection \
         --out bench/results/onnx-speed-cpu.json
 
 The classifier (``GPT2ForSequenceClassification``, saved as a model folder by ``serve_speed.build_model_dir``) is
@@ -9,7 +9,7 @@ exported with ``torch.onnx.export`` (TorchScript exporter, dynamic batch and seq
 ``onnxruntime`` CPU session with as many threads as torch uses. Both see the same inputs: one message at a time,
 and length-sorted batches of ``--batch-size`` padded to a multiple of 8 (as ``Classifier.logits`` pads). The two
 are timed in interleaved rounds, so a change in the machine's load hits both alike, and the logits are compared.
-This measurement (raw sessions, no Classifier) is what issue 8 asked for before building the backend; the backend
+This measurement (raw sessions, no Classifier) came before the backend was built; the backend
 itself (``spam-tune export --onnx``, ``--backend onnxruntime``) is measured by ``serve_speed.py --backends torch
 onnxruntime``.
 """

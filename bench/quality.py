@@ -1,8 +1,10 @@
 """Model quality over seeds: the shipped SmolLM2 recipe, trained per seed through train.py, beside the TF-IDF row.
 
-    python bench/quality.py --split book --mode full                  # seeds 0 1 2, configs/smollm2_full.yaml
-    python bench/quality.py --split honest --mode lora --jobs 3       # three seeds at once (one GPU holds them)
-    python bench/quality.py --config configs/smoke.yaml --seeds 0 --device cpu --set training.max_steps=2
+    python bench/quality.py --split book --mode full --data FILE      # seeds 0 1 2, configs/smollm2_full.yaml
+    python bench/quality.py --split honest --mode lora --jobs 3 --data FILE   # three seeds at once on one GPU
+    python bench/quality.py --config configs/smoke.yaml --seeds 0 --device cpu --set training.max_steps=2 --data FILE
+
+FILE: the UCI SMSSpamCollection file you downloaded (inside the UCI zip; pass it, the default is a development path).
 
 Per seed it runs the real entry point (``accelerate launch --config_file accelerate_config.yaml train.py
 --config CONFIG ...``) in its own process and run directory, reads the run's ``metrics.json`` and prints the test
@@ -72,7 +74,7 @@ SPLIT_OVERRIDES = {
         f"training.num_train_epochs={HONEST_EPOCHS}",
     ],
 }
-# The issue's targets (inputs to compare against, not results).
+# Reference accuracies to compare against (inputs, not results).
 TARGETS = {
     ("book", "full"): ("accuracy", 0.99),
     ("book", "lora"): ("accuracy", 0.985),

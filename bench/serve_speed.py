@@ -1,8 +1,8 @@
 """Serving speed: the Python API one message at a time vs batched, and the HTTP server with dynamic batching
 on vs off under concurrent clients, measured side by side in one run.
 
-    python bench/serve_speed.py --data ../shared/data/SMSSpamCollection --out bench/results/serve-speed-cpu.json
-    OMP_WAIT_POLICY=PASSIVE python bench/serve_speed.py --data ../shared/data/SMSSpamCollection --skip http \
+    python bench/serve_speed.py --data SMSSpamCollection --out bench/results/serve-speed-cpu.json
+    OMP_WAIT_POLICY=PASSIVE python bench/serve_speed.py --data SMSSpamCollection --skip http \
         --backends torch onnxruntime --gpt2-api-messages 200 --out bench/results/serve-speed-onnx-cpu.json
 
 Models (random weights: speed does not depend on weight values), each saved as a model folder with the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How much of a run's start-up is Python compiling modules, not importing them.
 #
-#   bash bench/start_up_bytecode.sh [DATA_FILE] [ROUNDS]     (default ../shared/data/SMSSpamCollection, 3)
+#   bash bench/start_up_bytecode.sh DATA_FILE [ROUNDS]     (DATA_FILE: the UCI SMSSpamCollection file; ROUNDS: 3)
 #
 # Each case runs with PYTHONDONTWRITEBYTECODE=1, as in many container images:
 # - "bytecode": the installed packages' .pyc files are read (what `pip install` leaves, since it compiles).

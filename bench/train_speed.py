@@ -1,8 +1,10 @@
 """Training speed: the book's loop, plain ``Trainer`` defaults and the project's shipped configs, in one run.
 
-    python bench/train_speed.py --device cpu                       # small-cpu arch, 2 epochs (~15 min, 2 cores)
-    python bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --out bench/results/train-speed-gpu.json
-    python bench/train_speed.py --device cpu --arch tiny --epochs 1 --recipes book_loop project_full   # smoke
+    python bench/train_speed.py --device cpu --data FILE           # small-cpu arch, 2 epochs (~15 min, 2 cores)
+    python bench/train_speed.py --device cuda --arch gpt2 --epochs 5 --data FILE --out train-speed-gpu.json
+    python bench/train_speed.py --device cpu --arch tiny --epochs 1 --recipes book_loop project_full --data FILE
+
+FILE: the UCI SMSSpamCollection file you downloaded (inside the UCI zip; pass it, the default is a development path).
 
 All recipes train a randomly initialised model of the same architecture (speed does not depend on weight values)
 on the book's split of the real SMS Spam Collection (``data.split_mode=book``: 1045/149/300 rows, loaded by
@@ -28,7 +30,7 @@ training loop (the book: its ``train_classifier_simple`` including its evaluatio
 project's comes from ``metrics.json``). ``train_samples_per_s`` = epochs x 1045 / ``train_s`` for every recipe.
 ``train_samples_per_s_after_epoch1``: the same over epochs 2..N, from each epoch's training-step seconds (the book:
 its epoch with its own evaluations; Trainer and project: ``pipeline.train.history.EpochTimer``, evaluations
-excluded, ``metrics.json`` -> ``training.epoch_seconds``), as the issue's hand-tuned loop reports its speed: the
+excluded, ``metrics.json`` -> ``training.epoch_seconds``), as a hand-tuned training loop usually reports its speed: the
 first epoch pays the warm-up (on a GPU: CUDA start, kernel selection), which in a 5-epoch run is a large share.
 ``peak_memory_gib``: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak resident set size of the
 recipe's process tree (``wait4``), i.e. of its largest process.

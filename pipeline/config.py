@@ -44,7 +44,9 @@ class DataConfig:
     """File format of ``path``; ``auto`` decides by extension, else by the first line (a TAB: the UCI TSV, a comma:
     CSV)."""
     hub_name: str | None = None
+    """``source: hub``: the dataset id on the Hugging Face Hub, e.g. ``ucirvine/sms_spam``."""
     hub_split: str = "train"
+    """``source: hub``: which split of that dataset to read (it is then split 70/10/20 like a file)."""
     text_column: str | int = "text"
     """Column of the texts: its name, or with ``header: false`` its position (0 = first column)."""
     label_column: str | int = "label"
@@ -70,10 +72,15 @@ class DataConfig:
     seed: int = 123
     """Seed of sampling and splitting (the book uses 123)."""
     cache_dir: str = "~/.cache/spam-tune"
+    """Where the downloaded data file, the tokenization cache and de-quantized GGUF checkpoints are kept."""
     url: str = UCI_URL
+    """``source: uci``: the zip to download."""
     mirror_url: str = UCI_MIRROR_URL
+    """``source: uci``: tried when ``url`` fails."""
     sha256: str = UCI_SHA256
+    """``source: uci``: SHA-256 the downloaded zip must have."""
     download_timeout: float = 30.0
+    """``source: uci``: seconds to wait for the server per attempt."""
 
     def __post_init__(self) -> None:
         if self.source == "file" and not self.path:
@@ -171,7 +178,9 @@ class ModelConfig:
     """Weights dtype at load time; keep float32 for full fine-tuning (mixed precision is
     ``training.bf16``)."""
     revision: str | None = None
+    """Hub branch, tag or commit of ``name_or_path`` (and of the tokenizer)."""
     trust_remote_code: bool = False
+    """Allow a Hub model's own Python code to run (needed by some architectures)."""
 
     def __post_init__(self) -> None:
         if self.max_length < 2:
@@ -392,6 +401,7 @@ class OutputConfig:
     overwrite: bool = False
     """Allow reusing a run directory that already holds a finished run."""
     save_model: bool = True
+    """Write the trained model to ``<dir>/model`` (for ``predict``, ``serve``, ``push``)."""
 
 
 @dataclass
@@ -404,6 +414,7 @@ class HubConfig:
     private: bool = True
     """Create the Hub repo private; an existing repo keeps its visibility."""
     license: str = "mit"
+    """License written into the model card's metadata."""
     push_at_end: bool = False
     """Push the exported model to ``repo_id`` when training ends (main process; token from ``HF_TOKEN`` or
     ``hf auth login``), as ``spam-tune push RUN_DIR --repo-id REPO_ID`` would."""

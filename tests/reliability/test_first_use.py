@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with Python 3.11's tomllib")
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_COMMAND = 'pip install -e ".[dev]" && pytest -q'
+TEST_COMMAND = 'pip install -c constraints.txt -e ".[dev]" && pytest -q'
 
 
 def readme_section(title: str) -> str:
