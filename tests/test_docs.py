@@ -106,8 +106,6 @@ def test_readme_is_a_landing_page():
 @pytest.mark.parametrize("path", USER_TEXT, ids=lambda p: str(p.relative_to(ROOT)))
 def test_user_facing_text_speaks_to_users(path: Path):
     text = path.read_text(encoding="utf-8")
-    if path.name == "smoke.yaml" and "path: ../shared/data/SMSSpamCollection" in text:
-        pytest.skip("configs/smoke.yaml's data lines change to data.source: uci with the install work")
     assert "../shared" not in text
     words = re.findall(r"\bissues? #?\d+|\btargets? (?:not )?met\b|\bthis session\b|\blent GPU\b", text, re.IGNORECASE)
     assert not words, words
