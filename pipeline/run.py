@@ -28,6 +28,7 @@ from pipeline.evaluation.metrics import trainer_metrics
 from pipeline.evaluation.predictions import Evaluation, evaluate_run
 from pipeline.export.trained import export_run_model, run_metadata
 from pipeline.fileio import write_atomic, write_json
+from pipeline.model.head import head_label_token_ids
 from pipeline.model.load import load_model
 from pipeline.model.modes import count_parameters
 from pipeline.report.builder import write_run_report
@@ -92,6 +93,7 @@ def run(cfg: RunConfig) -> RunResult:
             cache_dir=cache_dir,
             adapter=cfg.adapter,
             main_process_first=args.main_process_first,
+            label_token_ids=head_label_token_ids(cfg.model, cfg.data.id2label, tokenizer),
         )
     parameters = count_parameters(model)
     main = args.should_save

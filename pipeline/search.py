@@ -155,6 +155,7 @@ def run_search(cfg: RunConfig, space: SearchSpace, *, n_trials: int, metric: str
     from pipeline.data.split import load_splits
     from pipeline.data.tokenize import load_tokenizer, make_collator, tokenize_splits
     from pipeline.evaluation.metrics import trainer_metrics
+    from pipeline.model.head import head_label_token_ids
     from pipeline.model.load import load_model
     from pipeline.rundir import RunDir
     from pipeline.train.arguments import build_training_arguments
@@ -169,11 +170,20 @@ def run_search(cfg: RunConfig, space: SearchSpace, *, n_trials: int, metric: str
     cache_dir = Path(cfg.data.cache_dir).expanduser()
     tokenized = tokenize_splits(splits, tokenizer, cfg.model.max_length, cache_dir=cache_dir / "tokenized")
 
+    label_token_ids = head_label_token_ids(cfg.model, cfg.data.id2label, tokenizer)
+
     def model_init(trial: Any = None) -> Any:
         adapter = cfg.adapter
         if trial is not None and space.ranks:
             adapter = scaled_adapter(adapter, trial.suggest_categorical("adapter.r", space.ranks))
-        return load_model(cfg.model, cfg.data.id2label, tokenizer.pad_token_id, cache_dir=cache_dir, adapter=adapter)
+        return load_model(
+            cfg.model,
+            cfg.data.id2label,
+            tokenizer.pad_token_id,
+            cache_dir=cache_dir,
+            adapter=adapter,
+            label_token_ids=label_token_ids,
+        )
 
     trainer = Trainer(
         model_init=model_init,

@@ -32,11 +32,14 @@ def load_model(
     cache_dir: Path,
     adapter: AdapterConfig | None = None,
     main_process_first: Callable[[], AbstractContextManager] | None = None,
+    label_token_ids: dict[int, list[list[int]]] | None = None,
 ) -> PreTrainedModel:
     """Load a sequence classifier with ``len(id2label)`` classes and apply ``cfg.mode``.
 
     ``pad_token_id`` goes into the model config: ``*ForSequenceClassification`` pools the last
     non-pad token of each row, so it must match the tokenizer's pad (EOS for GPT-2).
+    ``label_token_ids`` (``model.head_init=label_words``): the head starts from those tokens' output embeddings,
+    before the mode freezes or wraps anything (peft's SEQ_CLS copies the head it finds).
     """
     labels = {
         "num_labels": len(id2label),
@@ -55,6 +58,12 @@ def load_model(
                 source = str(convert_gguf(cfg.name_or_path, cfg.gguf_file, cache_dir / "converted"))
         model = _from_pretrained(source, cfg, labels, adapter)
     model.config.pad_token_id = pad_token_id
+    if cfg.head_init == "label_words":
+        if label_token_ids is None:
+            raise ModelError("model.head_init=label_words needs the label words' token ids")
+        from pipeline.model.head import init_head_from_label_words
+
+        init_head_from_label_words(model, label_token_ids)
     if cfg.mode == "last_blocks":
         freeze_all_but_last_blocks(model, cfg.trainable_blocks)
     elif cfg.mode in ("lora", "qlora"):
