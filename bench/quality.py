@@ -119,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-checkpoints", action="store_true", help="keep each run's checkpoints (default: deleted after it ends)"
     )
+    parser.add_argument(
+        "--reuse-finished",
+        action="store_true",
+        help="a seed whose run dir already holds a finished run of the very same command is read, not trained again "
+        "(to finish a wave that was stopped part-way)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -326,6 +332,23 @@ def run_seed(command: list[str], run_dir: Path, seed: int, env: dict[str, str], 
         json.loads(metrics_file.read_text(encoding="utf-8")) if returncode == 0 and metrics_file.is_file() else None
     )
     return SeedOutcome(seed, run_dir, log, returncode, wall, metrics)
+
+
+def finished_run(command: list[str], run_dir: Path, seed: int) -> SeedOutcome | None:
+    """The outcome of an earlier run of exactly ``command`` in ``run_dir`` that finished, else None.
+
+    Its log's first line is the command it ran (``run_seed`` writes it), ``metrics.json`` is written last by a
+    finished run; the wall time is the run's own (environment.json), without the launcher's start-up.
+    """
+    log = run_dir.with_suffix(".log")
+    metrics_file, environment = run_dir / "metrics.json", run_dir / "environment.json"
+    if not (log.is_file() and metrics_file.is_file() and environment.is_file()):
+        return None
+    with log.open(encoding="utf-8") as f:
+        if f.readline().rstrip("\n") != "$ " + shlex.join(command):
+            return None
+    wall = json.loads(environment.read_text(encoding="utf-8")).get("wall_seconds", math.nan)
+    return SeedOutcome(seed, run_dir, log, 0, float(wall), json.loads(metrics_file.read_text(encoding="utf-8")))
 
 
 def stop_group(proc: subprocess.Popen) -> None:
@@ -714,7 +737,12 @@ def main(argv: list[str] | None = None) -> int:
             *seed_overrides(args.split, seed, args.data_seed),
             *args.overrides,
         ]
-        outcome = run_seed(launch_command(args, config, overrides), run_dir, seed, env, deadline)
+        command = launch_command(args, config, overrides)
+        outcome = finished_run(command, run_dir, seed) if args.reuse_finished else None
+        if outcome is None:
+            outcome = run_seed(command, run_dir, seed, env, deadline)
+        else:
+            print(f"seed {seed}: reusing the finished run in {run_dir} (same command)", flush=True)
         if not args.keep_checkpoints:  # 0.5-1.6 GB each for SmolLM2; metrics.json and the logs are what we keep
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             shutil.rmtree(f"{run_dir}-cache", ignore_errors=True)

@@ -116,3 +116,16 @@ def test_baseline_only_fits_the_tfidf_row_per_seed_split(quality, toy_data_file:
     # Honest split: the toy set's 120 rows hold 84 distinct texts -> 59/8/17 after dedupe.
     assert all(r["baseline_test"]["n"] == 17 == r["split_sizes"]["test"] for r in result["per_seed"])
     assert 0.5 <= result["baseline_mean"]["accuracy"] <= 1.0 and "spam_f1" in result["baseline_mean"]
+
+
+def test_a_finished_run_of_the_same_command_is_reused_and_no_other(quality, tmp_path: Path):
+    run_dir = tmp_path / "book-lora-seed0"
+    run_dir.mkdir()
+    command = ["python", "train.py", "--config", "configs/smoke.yaml", "training.seed=0"]
+    run_dir.with_suffix(".log").write_text("$ " + " ".join(command) + "\nlog lines\n", encoding="utf-8")
+    (run_dir / "environment.json").write_text(json.dumps({"wall_seconds": 12.5}), encoding="utf-8")
+    assert quality.finished_run(command, run_dir, 0) is None  # no metrics.json: it did not finish
+    (run_dir / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.9}}), encoding="utf-8")
+    outcome = quality.finished_run(command, run_dir, 0)
+    assert outcome.returncode == 0 and outcome.wall_seconds == 12.5 and outcome.metrics["test"]["accuracy"] == 0.9
+    assert quality.finished_run([*command, "training.learning_rate=1"], run_dir, 0) is None  # another command
