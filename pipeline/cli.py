@@ -46,8 +46,8 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.commands.train import run
     from pipeline.launch import stop_with_the_launcher
-    from pipeline.run import run
 
     stop_with_the_launcher()  # a DDP worker must not outlive its launcher (kill -9 of the launch)
 
@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.evaluate_saved import evaluate_saved_model, format_table
+    from pipeline.commands.evaluate import evaluate_saved_model, format_table
 
     reading = reader_overrides(args.reading, command="spam-tune evaluate")
     if reading and not args.data:
@@ -162,7 +162,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from pipeline.search import SearchSpace, format_search, run_search, write_search
+    from pipeline.commands.search import SearchSpace, format_search, run_search, write_search
 
     cfg = _config(args)
     space = SearchSpace.around(
@@ -388,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The ``spam-tune`` script: :func:`main`, then a quick process exit (see :mod:`pipeline.process_exit`)."""
-    from pipeline.process_exit import finish
+    """The ``spam-tune`` script: :func:`main`, then a quick process exit (see :mod:`pipeline.commands.process_exit`)."""
+    from pipeline.commands.process_exit import finish
 
     finish(main())
 

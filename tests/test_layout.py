@@ -15,14 +15,19 @@ STAGES = ["data", "model", "train", "evaluation", "report", "export", "serve"]
 TRAINING_ONLY = ["transformers.trainer", "datasets", "evaluate", "sklearn", "matplotlib"]
 
 
-def stage_imports(stage: str) -> set[str]:
-    """The other stages that a stage's modules import (module level or inside functions)."""
+def package_imports(stage: str) -> set[str]:
+    """Every ``pipeline.X`` that a stage's modules import (module level or inside functions), by ``X``."""
     found = set()
     for path in (PACKAGE / stage).glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline."):
                 found.add(node.module.split(".")[1])
-    return found & set(STAGES) - {stage}
+    return found
+
+
+def stage_imports(stage: str) -> set[str]:
+    """The other stages that a stage's modules import."""
+    return package_imports(stage) & set(STAGES) - {stage}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -50,3 +55,11 @@ def test_prediction_imports_no_training_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_package_top_holds_only_what_every_stage_shares_or_what_starts_a_command() -> None:
+    top = sorted(path.stem for path in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+    # The workflows of the commands sit together, and no stage reaches back into them.
+    assert {"train", "evaluate", "search"} <= {path.stem for path in (PACKAGE / "commands").glob("*.py")}
+    assert not any("commands" in package_imports(stage) for stage in STAGES)

@@ -1,4 +1,4 @@
-"""``pipeline.process_exit.finish``: the quick exit of the command-line entry points loses nothing."""
+"""``pipeline.commands.process_exit.finish``: the quick exit of the command-line entry points loses nothing."""
 
 import subprocess
 import sys
@@ -14,7 +14,7 @@ def test_finish_flushes_runs_exit_handlers_waits_for_threads_and_keeps_the_code(
         f"""
         import atexit, logging, sys, threading, time
         from pathlib import Path
-        from pipeline.process_exit import finish
+        from pipeline.commands.process_exit import finish
 
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
         atexit.register(lambda: Path({str(marker)!r}).write_text("ran"))

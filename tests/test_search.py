@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.commands.search import SearchSpace, overrides_for, scaled_adapter, search_config
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.search import SearchSpace, overrides_for, scaled_adapter, search_config
 
 pytest.importorskip("optuna")
 

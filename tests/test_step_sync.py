@@ -83,7 +83,7 @@ def test_training_steps_do_not_sync(tiny_run, monkeypatch: pytest.MonkeyPatch) -
         built.add_callback(watch)
         return built
 
-    monkeypatch.setattr("pipeline.run.build_trainer", with_watch)
+    monkeypatch.setattr("pipeline.commands.train.build_trainer", with_watch)
     # No logging, evaluation or checkpoint inside the watched steps: those read values back on purpose.
     overrides = tiny_run(
         **{

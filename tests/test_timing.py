@@ -5,11 +5,14 @@ import subprocess
 import sys
 import time
 
-from pipeline.timing import Stages, imports_recompile
+from pipeline.commands.timing import Stages, imports_recompile
 
 
 def test_process_age_lies_within_what_the_parent_saw():
-    script = "import time; time.sleep(1.0); from pipeline.timing import seconds_since_process_start as s; print(s())"
+    script = (
+        "import time; time.sleep(1.0); "
+        "from pipeline.commands.timing import seconds_since_process_start as s; print(s())"
+    )
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     elapsed = time.monotonic() - started
@@ -32,7 +35,7 @@ def _recompiles_json(env_changes: dict[str, str | None]) -> bool:
     env = {k: v for k, v in os.environ.items() if k not in env_changes} | {
         k: v for k, v in env_changes.items() if v is not None
     }
-    script = "import json; from pipeline.timing import imports_recompile; print(imports_recompile(json))"
+    script = "import json; from pipeline.commands.timing import imports_recompile; print(imports_recompile(json))"
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env, check=True
     )

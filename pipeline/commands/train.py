@@ -20,6 +20,7 @@ import torch
 import transformers
 from transformers import Trainer, set_seed
 
+from pipeline.commands.timing import Stages, imports_recompile, seconds_since_process_start
 from pipeline.config import RunConfig
 from pipeline.data.split import DataSummary, load_splits, write_split_csvs
 from pipeline.data.tokenize import load_tokenizer, tokenize_splits
@@ -42,7 +43,6 @@ from pipeline.rundir import (
     library_versions,
     mark_interrupted,
 )
-from pipeline.timing import Stages, imports_recompile, seconds_since_process_start
 from pipeline.train.arguments import build_training_arguments
 from pipeline.train.history import epoch_seconds
 from pipeline.train.interrupt import SignalStop, StopOnSignal, StoppedAfterCheckpoint

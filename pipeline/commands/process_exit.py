@@ -1,7 +1,7 @@
 """End a command's process as soon as its work is written, without the interpreter's teardown.
 
 A finished training run has imported ~4,500 modules (torch, transformers, datasets, ...). Python's normal
-exit then destroys them one by one: 1.4-1.5 s on 2 CPU cores after ``import pipeline.run`` alone (measured:
+exit then destroys them one by one: 1.4-1.5 s on 2 CPU cores after ``import pipeline.commands.train`` alone (measured:
 the time from the last line of a script to the shell getting its exit code), a tenth of a small run's
 whole command. By the time a command returns its exit code every output has been written, renamed into
 place and closed (``pipeline.fileio`` writes aside and renames), so nothing is lost by skipping that
