@@ -195,7 +195,7 @@ def push_finished_run(run: RunDir, cfg: RunConfig) -> str:
 def write_run_inputs(cfg: RunConfig, run: RunDir, splits: Any, summary: DataSummary) -> None:
     """The resolved config and the exact split, so the run can be reproduced and audited."""
     write_atomic(run.config, cfg.to_yaml())
-    write_split_csvs(splits, run.data)
+    write_split_csvs(splits, run.data, cfg.data if cfg.data.is_multi_label else None)
     write_json(run.data / "summary.json", summary.to_dict())
 
 
