@@ -92,6 +92,7 @@ def run(cfg: RunConfig) -> RunResult:
             cache_dir=cache_dir,
             adapter=cfg.adapter,
             main_process_first=args.main_process_first,
+            problem_type=cfg.data.problem_type if cfg.data.is_multi_label else None,
         )
     parameters = count_parameters(model)
     main = args.should_save
@@ -101,7 +102,7 @@ def run(cfg: RunConfig) -> RunResult:
         write_run_inputs(cfg, run_dir, splits, summary)
 
     trainer = build_trainer(
-        cfg, model, tokenizer, tokenized, args, compute_metrics=trainer_metrics, class_weights=summary.class_weights
+        cfg, model, tokenizer, tokenized, args, compute_metrics=metrics_for(cfg), class_weights=summary.class_weights
     )
     with stages("train"):
         train_output = train_until_done_or_signalled(trainer, resume, run_dir, main)
@@ -130,6 +131,15 @@ def run(cfg: RunConfig) -> RunResult:
         if cfg.hub.push_at_end:
             push_finished_run(run_dir, cfg)
     return RunResult(run_dir, metrics)
+
+
+def metrics_for(cfg: RunConfig) -> Any:
+    """What scores each validation pass: argmax metrics, or multi-label ones at 0.5 per label."""
+    if cfg.data.is_multi_label:
+        from pipeline.evaluation.multilabel import multilabel_trainer_metrics
+
+        return multilabel_trainer_metrics(cfg.data.id2label)
+    return trainer_metrics
 
 
 def warn_if_imports_recompile(main: bool) -> bool:
@@ -253,7 +263,12 @@ def export_trained(
 ) -> Path:
     """``<run>/model`` through the export stage; every process takes part (gathering weights is collective)."""
     metadata = run_metadata(
-        cfg, trainer.model, threshold=evaluation.threshold, metrics=metrics, versions=library_versions()
+        cfg,
+        trainer.model,
+        threshold=evaluation.threshold,
+        metrics=metrics,
+        versions=library_versions(),
+        label_thresholds=evaluation.label_thresholds,
     )
     return export_run_model(
         run,
