@@ -18,23 +18,11 @@ from sklearn.metrics import accuracy_score, f1_score, hamming_loss, precision_re
 from transformers import EvalPrediction, Trainer
 
 from pipeline.config import RunConfig
-from pipeline.evaluation.thresholds import Threshold, choose_threshold
+from pipeline.evaluation.thresholds import DEFAULT_LABEL_THRESHOLD, Threshold, choose_threshold, sigmoid
+from pipeline.evaluation.thresholds import decide_labels as decide
 
 log = logging.getLogger(__name__)
-DEFAULT_THRESHOLD = 0.5
-"""p >= 0.5 is logit >= 0: the sigmoid analogue of argmax, used when no threshold is tuned."""
 SCALAR_KEYS = ("accuracy", "precision", "recall", "f1", "macro_f1", "samples_f1", "hamming_loss")
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-
-
-def decide(probabilities: np.ndarray, thresholds: list[float] | np.ndarray | None) -> np.ndarray:
-    """Multi-hot decisions: label ``j`` is on when ``p_j >= thresholds[j]`` (0.5 for all without thresholds)."""
-    probabilities = np.asarray(probabilities)
-    limits = DEFAULT_THRESHOLD if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    return (probabilities >= limits).astype(int)
 
 
 def multilabel_metrics(
@@ -106,7 +94,7 @@ def evaluate_multilabel_run(
     ev, names = cfg.evaluation, cfg.data.id2label
     needed = set(ev.splits) | ({"validation"} if ev.threshold != "argmax" else set())
     predictions = predict_splits(trainer, splits, tokenized, [s for s in SPLIT_ORDER if s in needed], transform=sigmoid)
-    thresholds = [DEFAULT_THRESHOLD] * len(names)
+    thresholds = [DEFAULT_LABEL_THRESHOLD] * len(names)
     chosen: list[Threshold] = []
     if ev.threshold != "argmax":
         val = predictions["validation"]

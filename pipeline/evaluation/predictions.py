@@ -142,9 +142,9 @@ class Evaluation:
     def final_decisions(self, split: str) -> np.ndarray:
         """What the saved model decides (threshold if one was chosen, else argmax; multi-label: multi-hot rows)."""
         if self.label_thresholds is not None:
-            from pipeline.evaluation.multilabel import decide
+            from pipeline.evaluation.thresholds import decide_labels
 
-            return decide(self.predictions[split].probabilities, list(self.label_thresholds.values()))
+            return decide_labels(self.predictions[split].probabilities, list(self.label_thresholds.values()))
         value = None if self.threshold is None else self.threshold.value
         positive = 1 if self.threshold is None else self.threshold.positive_label
         return self.predictions[split].decisions(value, positive)
