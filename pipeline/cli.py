@@ -71,7 +71,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     cfg = _config(args)
     splits, summary = load_splits(cfg.data)
     out = Path(args.out)
-    write_split_csvs(splits, out)
+    write_split_csvs(splits, out, cfg.data if cfg.data.is_multi_label else None)
     write_json(out / "summary.json", summary.to_dict())
     print(json.dumps(summary.to_dict(), indent=2))
     return 0

@@ -29,6 +29,9 @@ UCI_MIRROR_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam
 UCI_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
 
 Mode = Literal["full", "last_blocks", "lora", "qlora"]
+ProblemType = Literal["single_label_classification", "multi_label_classification"]
+MULTI_LABEL: ProblemType = "multi_label_classification"
+_DEFAULT_LABELS = {"ham": 0, "spam": 1}
 
 
 @dataclass
@@ -58,7 +61,17 @@ class DataConfig:
     """Text encoding of a CSV/TSV/JSONL/UCI file (``latin-1``, ``cp1252``, ``utf-16``, ...); a UTF-8 BOM is skipped."""
     labels: dict[str, int] = field(default_factory=lambda: {"ham": 0, "spam": 1})
     """Raw label value -> class id. Ids must be 0..K-1; the first name given for an id is its name.
-    A raw label not listed here is an error naming it."""
+    A raw label not listed here is an error naming it. Multi-label: every label a text may carry, e.g.
+    ``{toxic: 0, insult: 1, threat: 2}`` (with ``label_columns`` it defaults to those columns in order)."""
+    problem_type: ProblemType = "single_label_classification"
+    """``single_label_classification``: one class per text (binary or multi-class, softmax);
+    ``multi_label_classification``: any number of labels per text (one sigmoid per label, BCE loss), as
+    transformers' ``config.problem_type`` names them."""
+    label_separator: str = "|"
+    """Multi-label CSV/TSV: the label column holds one string of labels split on this, e.g. ``toxic|insult``
+    (an empty value: no label). JSON lines and parquet may hold a list instead."""
+    label_columns: list[str] | None = None
+    """Multi-label: one 0/1 column per label (e.g. ``[toxic, insult, threat]``) instead of one label column."""
     dedupe: bool = False
     """Drop exact duplicate texts (keeping the first) before balancing and splitting."""
     balance: Literal["undersample", "none", "class_weights"] = "undersample"
@@ -83,6 +96,7 @@ class DataConfig:
     """``source: uci``: seconds to wait for the server per attempt."""
 
     def __post_init__(self) -> None:
+        self._check_multi_label()
         if self.source == "file" and not self.path:
             raise ConfigError("data.source=file needs data.path=FILE (a TSV/CSV/JSONL/parquet file)")
         if self.source == "hub" and not self.hub_name:
@@ -102,6 +116,44 @@ class DataConfig:
             raise ConfigError("data.split_mode=book implies data.balance=undersample; drop the balance override")
         self._check_columns()
         self._check_encoding()
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.problem_type == MULTI_LABEL
+
+    def _check_multi_label(self) -> None:
+        if not self.is_multi_label:
+            if self.label_columns is not None:
+                raise ConfigError(
+                    "data.label_columns holds one 0/1 column per label, which needs "
+                    "data.problem_type=multi_label_classification; set it, or use data.label_column"
+                )
+            return
+        if self.balance == "undersample" or self.split_mode == "book":
+            raise ConfigError(
+                "data.problem_type=multi_label_classification cannot undersample or book-split label sets; set "
+                "data.balance=none (or class_weights for per-label positive weights) and data.split_mode=stratified"
+            )
+        if not self.label_separator:
+            raise ConfigError("data.label_separator is empty; set the character between labels, e.g. '|'")
+        if self.label_columns is not None:
+            self._labels_from_columns(self.label_columns)
+
+    def _labels_from_columns(self, columns: list[str]) -> None:
+        if len(columns) < 2 or len(set(columns)) != len(columns) or not self.header:
+            raise ConfigError(
+                f"data.label_columns must name two or more different header columns, got {columns}; "
+                "e.g. data.label_columns=[toxic,insult,threat]"
+            )
+        from_columns = {name: i for i, name in enumerate(columns)}
+        # The columns name the labels; data.labels, if given at all, must say the same.
+        if self.labels == _DEFAULT_LABELS:
+            self.labels = from_columns
+        elif self.labels != from_columns:
+            raise ConfigError(
+                f"data.labels {self.labels} does not match data.label_columns {columns}; drop data.labels "
+                "(the columns name the labels, in order)"
+            )
 
     def _check_columns(self) -> None:
         columns = {"text_column": self.text_column, "label_column": self.label_column}
@@ -290,7 +342,8 @@ class TrainingConfig:
     epoch. (``save_strategy=best`` writes at every new best, as in transformers.) Ctrl-C/SIGTERM always write one."""
     load_best_model_at_end: bool = True
     metric_for_best_model: str = "f1"
-    """A validation metric (accuracy, precision, recall, f1) or ``loss``."""
+    """A validation metric (accuracy, precision, recall, f1) or ``loss``. Multi-label: ``f1`` is micro F1 and
+    ``accuracy`` subset accuracy (also ``macro_f1``, ``samples_f1``, ``hamming_loss``)."""
     logging_steps: float = 10
     bf16: bool | Literal["auto"] = "auto"
     """``auto``: on when a CUDA device supports bf16."""
@@ -371,7 +424,8 @@ class EvaluationConfig:
     ``[train,validation,test]`` gives the book's three-row table."""
     threshold: Literal["argmax", "best_f1", "target_precision"] = "argmax"
     """How the positive class is decided: argmax of the logits, or a probability threshold chosen
-    on the validation split for best F1 or for ``target_precision``."""
+    on the validation split for best F1 or for ``target_precision``. Multi-label: one threshold per label,
+    ``argmax`` meaning 0.5 for every label (logit > 0), the others chosen per label on validation."""
     target_precision: float = 0.99
     """``threshold=target_precision``: the lowest threshold whose validation precision reaches this."""
     positive_label: int = 1
@@ -490,7 +544,7 @@ class RunConfig:
             raise ConfigError(
                 f"evaluation.positive_label={positive} is not a class id; data.labels has ids 0..{num_labels - 1}"
             )
-        if self.evaluation.threshold != "argmax" and num_labels != 2:
+        if self.evaluation.threshold != "argmax" and num_labels != 2 and not self.data.is_multi_label:
             raise ConfigError(
                 f"evaluation.threshold={self.evaluation.threshold} needs two classes, data.labels has {num_labels}; "
                 "use evaluation.threshold=argmax"

@@ -80,8 +80,8 @@ def train_keeping_model(config: Path, overrides: list[str], patch: pytest.Monkey
     """
     from accelerate.utils import extract_model_from_parallel
 
-    from pipeline import run
     from pipeline.cli import main
+    from pipeline.commands import train as run
 
     captured: dict[str, object] = {}
     export = run.export_trained

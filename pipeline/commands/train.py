@@ -94,6 +94,7 @@ def run(cfg: RunConfig) -> RunResult:
             adapter=cfg.adapter,
             main_process_first=args.main_process_first,
             label_token_ids=head_label_token_ids(cfg.model, cfg.data.id2label, tokenizer),
+            problem_type=cfg.data.problem_type if cfg.data.is_multi_label else None,
         )
     parameters = count_parameters(model)
     main = args.should_save
@@ -103,7 +104,7 @@ def run(cfg: RunConfig) -> RunResult:
         write_run_inputs(cfg, run_dir, splits, summary)
 
     trainer = build_trainer(
-        cfg, model, tokenizer, tokenized, args, compute_metrics=trainer_metrics, class_weights=summary.class_weights
+        cfg, model, tokenizer, tokenized, args, compute_metrics=metrics_for(cfg), class_weights=summary.class_weights
     )
     with stages("train"):
         train_output = train_until_done_or_signalled(trainer, resume, run_dir, main)
@@ -132,6 +133,15 @@ def run(cfg: RunConfig) -> RunResult:
         if cfg.hub.push_at_end:
             push_finished_run(run_dir, cfg)
     return RunResult(run_dir, metrics)
+
+
+def metrics_for(cfg: RunConfig) -> Any:
+    """What scores each validation pass: argmax metrics, or multi-label ones at 0.5 per label."""
+    if cfg.data.is_multi_label:
+        from pipeline.evaluation.multilabel import multilabel_trainer_metrics
+
+        return multilabel_trainer_metrics(cfg.data.id2label)
+    return trainer_metrics
 
 
 def warn_if_imports_recompile(main: bool) -> bool:
@@ -197,7 +207,7 @@ def push_finished_run(run: RunDir, cfg: RunConfig) -> str:
 def write_run_inputs(cfg: RunConfig, run: RunDir, splits: Any, summary: DataSummary) -> None:
     """The resolved config and the exact split, so the run can be reproduced and audited."""
     write_atomic(run.config, cfg.to_yaml())
-    write_split_csvs(splits, run.data)
+    write_split_csvs(splits, run.data, cfg.data if cfg.data.is_multi_label else None)
     write_json(run.data / "summary.json", summary.to_dict())
 
 
@@ -255,7 +265,12 @@ def export_trained(
 ) -> Path:
     """``<run>/model`` through the export stage; every process takes part (gathering weights is collective)."""
     metadata = run_metadata(
-        cfg, trainer.model, threshold=evaluation.threshold, metrics=metrics, versions=library_versions()
+        cfg,
+        trainer.model,
+        threshold=evaluation.threshold,
+        metrics=metrics,
+        versions=library_versions(),
+        label_thresholds=evaluation.label_thresholds,
     )
     return export_run_model(
         run,

@@ -16,13 +16,18 @@ logger = logging.getLogger(__name__)
 
 
 def clean_and_label(df: pd.DataFrame, cfg: DataConfig, where: str) -> tuple[pd.DataFrame, int]:
-    """Drop empty texts, then map raw labels to ids: columns ``text`` (str) and ``label`` (int)."""
+    """Drop empty texts, then map raw labels to ids: columns ``text`` (str) and ``label`` (int; multi-label: a
+    multi-hot list of floats)."""
     df, dropped = _drop_empty_texts(df)
     if df.empty:
         # Typically the wrong column or format (e.g. a CSV read as the UCI TSV), not really empty data.
         raise DataError(f"{where}: all {dropped} texts are empty; check data.format and data.text_column")
     if dropped:
         logger.info("%s: dropped %d empty text(s)", where, dropped)
+    if cfg.is_multi_label:
+        from pipeline.data.multilabel import multi_hot
+
+        return df.assign(label=multi_hot(df["label"], cfg, where)), dropped
     return df.assign(label=_map_labels(df["label"], cfg, where)), dropped
 
 

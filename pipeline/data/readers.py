@@ -303,6 +303,10 @@ def _select_columns(raw: pd.DataFrame, cfg: DataConfig, where: str) -> pd.DataFr
     """Pick the configured text and label columns and name them ``text`` and ``label``."""
     if not cfg.header:
         return _select_positions(raw, cfg, where)
+    if cfg.label_columns:
+        from pipeline.data.multilabel import select_label_columns
+
+        return select_label_columns(raw, cfg, where)
     if cfg.text_column == cfg.label_column:
         raise DataError(f"data.text_column and data.label_column are both {cfg.text_column!r}; set them to two columns")
     columns = [str(c) for c in raw.columns]

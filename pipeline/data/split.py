@@ -57,13 +57,9 @@ def load_splits(cfg: DataConfig) -> tuple[datasets.DatasetDict, DataSummary]:
     rows_read = len(raw)
     logger.info("read %d rows from %s", rows_read, source)
     df, dropped_empty = clean_and_label(raw, cfg, source)
-
-    dropped_duplicates = 0
-    if cfg.dedupe:
-        duplicated = df["text"].duplicated(keep="first")
-        dropped_duplicates = int(duplicated.sum())
-        df = df.loc[~duplicated].reset_index(drop=True)
-        logger.info("dropped %d duplicate text(s)", dropped_duplicates)
+    df, dropped_duplicates = _dedupe(df) if cfg.dedupe else (df, 0)
+    if cfg.is_multi_label:
+        return _multi_label_splits(df, cfg, source, rows_read, dropped_empty, dropped_duplicates)
 
     names = cfg.id2label
     counts = np.bincount(df["label"].to_numpy(), minlength=len(names))
@@ -116,6 +112,47 @@ def load_splits(cfg: DataConfig) -> tuple[datasets.DatasetDict, DataSummary]:
         class_weights=weights,
     )
     logger.info("split sizes %s, class counts %s", summary.split_sizes, summary.split_class_counts)
+    return splits, summary
+
+
+def _dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    duplicated = df["text"].duplicated(keep="first")
+    logger.info("dropped %d duplicate text(s)", int(duplicated.sum()))
+    return df.loc[~duplicated].reset_index(drop=True), int(duplicated.sum())
+
+
+def _multi_label_splits(
+    df: pd.DataFrame, cfg: DataConfig, source: str, rows_read: int, dropped_empty: int, dropped_duplicates: int
+) -> tuple[datasets.DatasetDict, DataSummary]:
+    """Multi-label rows split on their label sets; the summary counts each label's rows (not classes)."""
+    from pipeline.data.multilabel import check_label_counts, iterative_split, label_counts, positive_weights
+
+    names = cfg.id2label
+    labels = np.asarray(df["label"].tolist(), dtype=np.float32).reshape(len(df), len(names))
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.Sequence(datasets.Value("float32"), length=len(names))}
+    )
+    rows = iterative_split(labels, cfg.split, cfg.seed)
+    splits = datasets.DatasetDict(
+        {name: _to_dataset(df.iloc[index].reset_index(drop=True), features) for name, index in rows.items()}
+    )
+    totals = label_counts(labels, names)
+    per_split = {name: label_counts(labels[index], names) for name, index in rows.items()}
+    check_label_counts(totals, per_split, MIN_ROWS_PER_CLASS)
+    train_texts = set(splits["train"]["text"])
+    summary = DataSummary(
+        source=source,
+        rows_read=rows_read,
+        dropped_empty=dropped_empty,
+        dropped_duplicates=dropped_duplicates,
+        class_counts_raw=totals,
+        rows_after_balance=len(df),
+        split_sizes={name: len(index) for name, index in rows.items()},
+        split_class_counts=per_split,
+        test_in_train=sum(text in train_texts for text in splits["test"]["text"]),
+        class_weights=positive_weights(labels[rows["train"]]) if cfg.balance == "class_weights" else None,
+    )
+    logger.info("split sizes %s, rows per label %s", summary.split_sizes, summary.split_class_counts)
     return splits, summary
 
 
@@ -183,19 +220,19 @@ def _class_weights(train_counts: np.ndarray) -> list[float]:
 # Writing
 
 
-def write_split_csvs(splits: datasets.DatasetDict, out_dir: Path) -> dict[str, Path]:
+def write_split_csvs(
+    splits: datasets.DatasetDict, out_dir: Path, multi_label: DataConfig | None = None
+) -> dict[str, Path]:
     """Write each split as ``out_dir/<split>.csv`` (text, label name, label_id), atomically per file.
 
     They read back with :func:`read_labeled_file` given ``data.text_column=text`` and
-    ``data.label_column=label`` (the defaults) and the run's ``data.labels``.
+    ``data.label_column=label`` (the defaults) and the run's ``data.labels``. Multi-label splits (pass their
+    ``multi_label`` data config) have columns text and label, the label set joined by ``data.label_separator``.
     """
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     for name, ds in splits.items():
-        ids = [int(i) for i in ds["label"]]
-        feature = ds.features["label"]
-        labels = feature.int2str(ids) if isinstance(feature, datasets.ClassLabel) else [str(i) for i in ids]
-        frame = pd.DataFrame({"text": list(ds["text"]), "label": labels, "label_id": ids})
+        frame = _multi_label_frame(ds, multi_label) if multi_label is not None else _single_label_frame(ds)
         target = out_dir / f"{name}.csv"
         try:
             write_atomic(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
@@ -203,3 +240,17 @@ def write_split_csvs(splits: datasets.DatasetDict, out_dir: Path) -> dict[str, P
             raise DataError(f"cannot write {target} ({one_line(err)}); check that output.dir is writable") from None
         paths[name] = target
     return paths
+
+
+def _single_label_frame(ds: datasets.Dataset) -> pd.DataFrame:
+    ids = [int(i) for i in ds["label"]]
+    feature = ds.features["label"]
+    labels = feature.int2str(ids) if isinstance(feature, datasets.ClassLabel) else [str(i) for i in ids]
+    return pd.DataFrame({"text": list(ds["text"]), "label": labels, "label_id": ids})
+
+
+def _multi_label_frame(ds: datasets.Dataset, cfg: DataConfig) -> pd.DataFrame:
+    from pipeline.data.multilabel import joined_names
+
+    labels = [joined_names(row, cfg.id2label, cfg.label_separator) for row in ds["label"]]
+    return pd.DataFrame({"text": list(ds["text"]), "label": labels})

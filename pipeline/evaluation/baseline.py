@@ -38,9 +38,10 @@ class BaselineResult:
     fit_seconds: float
     metrics: dict[str, dict[str, Any]]
     """``{split: metrics}`` with the same keys as the fine-tuned model's."""
+    description: str = DESCRIPTION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": DESCRIPTION, "fit_seconds": round(self.fit_seconds, 4), **self.metrics}
+        return {"model": self.description, "fit_seconds": round(self.fit_seconds, 4), **self.metrics}
 
 
 def fit_baseline(texts: list[str], labels: list[int] | np.ndarray) -> tuple[Pipeline, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +40,11 @@ class SplitPredictions:
         return apply_threshold(self.probabilities, threshold, positive_label)
 
 
-def predict_probabilities(trainer: Trainer, tokenized: datasets.Dataset) -> np.ndarray:
-    """Class probabilities for every row (gathered over all DDP ranks, in dataset order).
+def predict_probabilities(
+    trainer: Trainer, tokenized: datasets.Dataset, transform: Callable[[np.ndarray], np.ndarray] = softmax
+) -> np.ndarray:
+    """Class probabilities for every row (gathered over all DDP ranks, in dataset order); ``transform`` turns the
+    logits into them (softmax; a multi-label model's is one sigmoid per label).
 
     The rows go through the model longest first, so each batch pads to a similar length (about half the
     tokens of dataset order on SMS data), and come back in dataset order.
@@ -49,18 +53,23 @@ def predict_probabilities(trainer: Trainer, tokenized: datasets.Dataset) -> np.n
     output = trainer.predict(tokenized.select(order), metric_key_prefix="predict")
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     probabilities = np.empty_like(np.asarray(logits, dtype=np.float64))
-    probabilities[order] = softmax(np.asarray(logits, dtype=np.float64))
+    probabilities[order] = transform(np.asarray(logits, dtype=np.float64))
     return probabilities
 
 
 def predict_splits(
-    trainer: Trainer, splits: datasets.DatasetDict, tokenized: datasets.DatasetDict, names: list[str]
+    trainer: Trainer,
+    splits: datasets.DatasetDict,
+    tokenized: datasets.DatasetDict,
+    names: list[str],
+    transform: Callable[[np.ndarray], np.ndarray] = softmax,
 ) -> dict[str, SplitPredictions]:
+    """Each split's predictions; a multi-label split's ``labels`` are multi-hot rows."""
     return {
         name: SplitPredictions(
             texts=list(splits[name]["text"]),
             labels=np.asarray(splits[name]["label"], dtype=int),
-            probabilities=predict_probabilities(trainer, tokenized[name]),
+            probabilities=predict_probabilities(trainer, tokenized[name], transform),
         )
         for name in names
     }
@@ -110,8 +119,14 @@ class Evaluation:
     history: list[dict[str, Any]] = field(default_factory=list)
     logged_losses: list[tuple[float, float]] = field(default_factory=list)
     seconds: float = 0.0
+    label_thresholds: dict[str, float] | None = None
+    """Multi-label: the threshold of every label (0.5, or chosen on validation), in label order."""
+    label_threshold_strategy: str = "argmax"
 
     def threshold_json(self, strategy: str) -> dict[str, Any]:
+        if self.label_thresholds is not None:
+            chosen_on = None if self.label_threshold_strategy == "argmax" else "validation"
+            return {"strategy": self.label_threshold_strategy, "chosen_on": chosen_on, "values": self.label_thresholds}
         if self.threshold is None:
             return {"strategy": strategy, "value": None}
         return {"chosen_on": "validation", **self.threshold.to_dict(), **self.threshold_metrics}
@@ -125,7 +140,11 @@ class Evaluation:
         return out
 
     def final_decisions(self, split: str) -> np.ndarray:
-        """What the saved model decides (threshold if one was chosen, else argmax)."""
+        """What the saved model decides (threshold if one was chosen, else argmax; multi-label: multi-hot rows)."""
+        if self.label_thresholds is not None:
+            from pipeline.evaluation.thresholds import decide_labels
+
+            return decide_labels(self.predictions[split].probabilities, list(self.label_thresholds.values()))
         value = None if self.threshold is None else self.threshold.value
         positive = 1 if self.threshold is None else self.threshold.positive_label
         return self.predictions[split].decisions(value, positive)
@@ -135,6 +154,10 @@ def evaluate_run(
     trainer: Trainer, splits: datasets.DatasetDict, tokenized: datasets.DatasetDict, cfg: RunConfig
 ) -> Evaluation:
     """Predict, score, choose the threshold and fit the baseline, as ``cfg.evaluation`` says."""
+    if cfg.data.is_multi_label:
+        from pipeline.evaluation.multilabel import evaluate_multilabel_run
+
+        return evaluate_multilabel_run(trainer, splits, tokenized, cfg)
     started = time.perf_counter()
     ev = cfg.evaluation
     num_labels = len(cfg.data.id2label)

@@ -45,6 +45,20 @@ def apply_threshold(probabilities: np.ndarray, value: float | None, positive_lab
     return np.where(positive, positive_label, 1 - positive_label)
 
 
+DEFAULT_LABEL_THRESHOLD = 0.5
+"""Multi-label: p >= 0.5 is logit >= 0, the sigmoid analogue of argmax, used when no threshold is tuned."""
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def decide_labels(probabilities: np.ndarray, thresholds: list[float] | np.ndarray | None) -> np.ndarray:
+    """Multi-label decisions (multi-hot): label ``j`` is on when ``p_j >= thresholds[j]`` (0.5 without thresholds)."""
+    limits = DEFAULT_LABEL_THRESHOLD if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    return (np.asarray(probabilities) >= limits).astype(int)
+
+
 def precision_recall_at(labels: np.ndarray, scores: np.ndarray, value: float) -> tuple[float, float, float]:
     """(precision, recall, F1) of ``scores >= value`` against binary ``labels`` (1 = positive)."""
     predicted = scores >= value

@@ -31,6 +31,10 @@ class ModelMetadata:
     threshold: float | None = None
     """Positive when p(positive) >= threshold; None = argmax."""
     threshold_strategy: str = "argmax"
+    problem_type: str = "single_label_classification"
+    """``multi_label_classification``: one sigmoid per label, each decided by its own ``label_thresholds`` entry."""
+    label_thresholds: dict[str, float] | None = None
+    """Multi-label: label -> threshold (label on when its sigmoid >= threshold), in id order."""
     max_length: int = 256
     """Texts are truncated to this many tokens, as in training."""
     mode: str = "full"
@@ -54,6 +58,10 @@ class ModelMetadata:
     versions: dict[str, str] = field(default_factory=dict)
     """Library versions at training time."""
     format_version: int = FORMAT_VERSION
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.problem_type == "multi_label_classification"
 
     @property
     def is_adapter(self) -> bool:

@@ -44,7 +44,7 @@ def card_data(cfg: RunConfig, metrics: dict[str, Any], model_name: str, *, merge
     datasets = hub_datasets(cfg)
     test = metrics.get("test")
     eval_results = None
-    if test and datasets:  # model-index needs a Hub dataset id; a local file has none
+    if test and datasets and not cfg.data.is_multi_label:  # model-index needs a Hub dataset id; a local file has none
         dataset = datasets[0]
         eval_results = [
             EvalResult(
@@ -67,7 +67,13 @@ def card_data(cfg: RunConfig, metrics: dict[str, Any], model_name: str, *, merge
         datasets=datasets,
         metrics=list(CARD_METRICS) + (["roc_auc"] if test and "roc_auc" in test else []),
         pipeline_tag="text-classification",
-        tags=["text-classification", "spam-detection", "spam-tune", cfg.model.mode, *(["merged"] if merged else [])],
+        tags=[
+            "text-classification",
+            "multi-label-classification" if cfg.data.is_multi_label else "spam-detection",
+            "spam-tune",
+            cfg.model.mode,
+            *(["merged"] if merged else []),
+        ],
         eval_results=eval_results,
     )
 
@@ -173,7 +179,61 @@ CUSTOM_LIMITATIONS = """\
 """
 
 
+def multi_label_results(metrics: dict[str, Any]) -> str:
+    """Multi-label results: the report's tables (all splits; per label on test) and the saved thresholds."""
+    from pipeline.report.multilabel import metrics_table, per_label_table
+
+    splits = [s for s in ("validation", "test") if s in metrics]
+    if "test" not in metrics:
+        return "No test split was evaluated.\n"
+    thresholds = (metrics.get("threshold") or {}).get("values") or {}
+    baseline = (metrics.get("baseline") or {}).get("test")
+    return metrics_table(metrics, splits) + "\n" + per_label_table(metrics["test"], thresholds, baseline)
+
+
+def multi_label_usage(cfg: RunConfig, repo: str, thresholds: dict[str, float]) -> str:
+    snippet = (
+        "from transformers import pipeline\n\n"
+        f'classifier = pipeline("text-classification", model="{repo}", top_k=None)\n'
+        f"thresholds = {thresholds!r}\n"
+        'scores = classifier(["your text here"])[0]  # every label with its sigmoid score\n'
+        'labels = [s["label"] for s in scores if s["score"] >= thresholds[s["label"]]]\n'
+    )
+    return (
+        f"```python\n{snippet}```\n\n"
+        "The pipeline applies one sigmoid per label (the model's `problem_type` is `multi_label_classification`); "
+        "a text carries every label whose score reaches that label's threshold, saved in `spam_tune.json`. "
+        "spam-tune applies them for you:\n\n"
+        f'```bash\nspam-tune predict {repo} "your text here"\n```\n'
+    )
+
+
+def multi_label_body(cfg: RunConfig, metrics: dict[str, Any], model_name: str, repo: str, *, merged: bool) -> str:
+    names = ", ".join(f"`{n}`" for n in cfg.data.id2label.values())
+    base = base_model_id(cfg) or ("a randomly initialised model" if cfg.model.from_config else cfg.model.name_or_path)
+    thresholds = (metrics.get("threshold") or {}).get("values") or {n: 0.5 for n in cfg.data.id2label.values()}
+    return "\n".join(
+        [
+            f"# {model_name}\n",
+            f"A multi-label text classifier (any number of {names} per text) fine-tuned from {base} with spam-tune "
+            f"(mode `{cfg.model.mode}`" + (", adapter merged into the base" if merged else "") + ").\n",
+            "## Results\n",
+            multi_label_results(metrics),
+            "Micro F1 pools every (text, label) decision; subset accuracy counts texts whose whole label set is "
+            "right; Hamming loss is the share of wrong (text, label) decisions.\n",
+            "## How to use\n",
+            multi_label_usage(cfg, repo, thresholds),
+            "## Limitations\n",
+            CUSTOM_LIMITATIONS,
+            "## Training\n",
+            training_section(cfg, metrics),
+        ]
+    )
+
+
 def body(cfg: RunConfig, metrics: dict[str, Any], model_name: str, repo: str, *, merged: bool = False) -> str:
+    if cfg.data.is_multi_label:
+        return multi_label_body(cfg, metrics, model_name, repo, merged=merged)
     names = cfg.data.id2label
     classes = ", ".join(f"`{n}`" for n in names.values())
     base = base_model_id(cfg) or ("a randomly initialised model" if cfg.model.from_config else cfg.model.name_or_path)

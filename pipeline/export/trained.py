@@ -25,6 +25,7 @@ def run_metadata(
     threshold: Threshold | None,
     metrics: dict[str, Any],
     versions: dict[str, str],
+    label_thresholds: dict[str, float] | None = None,
 ) -> ModelMetadata:
     """What the saved model needs beside its weights, from the run's config and what training produced."""
     metadata = ModelMetadata(
@@ -39,6 +40,10 @@ def run_metadata(
         training=_training_summary(metrics),
         versions=versions,
     )
+    if cfg.data.is_multi_label:
+        metadata.problem_type = cfg.data.problem_type
+        metadata.label_thresholds = label_thresholds
+        metadata.threshold_strategy = cfg.evaluation.threshold
     if cfg.model.mode in ("lora", "qlora"):
         from pipeline.model.adapters import describe_base
 

@@ -33,8 +33,12 @@ def load_model(
     adapter: AdapterConfig | None = None,
     main_process_first: Callable[[], AbstractContextManager] | None = None,
     label_token_ids: dict[int, list[list[int]]] | None = None,
+    problem_type: str | None = None,
 ) -> PreTrainedModel:
     """Load a sequence classifier with ``len(id2label)`` classes and apply ``cfg.mode``.
+
+    ``problem_type`` (``multi_label_classification``) goes into the model config, where transformers reads it:
+    its loss becomes BCE with logits, and its text-classification pipeline applies a sigmoid per label.
 
     ``pad_token_id`` goes into the model config: ``*ForSequenceClassification`` pools the last
     non-pad token of each row, so it must match the tokenizer's pad (EOS for GPT-2).
@@ -46,7 +50,7 @@ def load_model(
         "id2label": dict(id2label),
         "label2id": {v: k for k, v in id2label.items()},
         "pad_token_id": pad_token_id,
-    }
+    } | ({"problem_type": problem_type} if problem_type else {})
     if cfg.from_config is not None:
         model = _from_config(cfg.from_config, labels)
     else:

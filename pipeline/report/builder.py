@@ -116,6 +116,10 @@ def write_run_report(
 ) -> dict[str, Path]:
     """A training run's plots and ``report.md`` (main process only), on the test split when it was scored, and
     ``predictions/<split>.csv`` for every scored split."""
+    if cfg.data.is_multi_label:
+        from pipeline.report.multilabel import write_multilabel_run_report
+
+        return write_multilabel_run_report(run, cfg, evaluation, metrics, environment)
     from pipeline.report.render import run_report
 
     ev = cfg.evaluation

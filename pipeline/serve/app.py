@@ -39,7 +39,7 @@ from pipeline.data.clean import is_unicode_text
 from pipeline.serve.batcher import BatchFailed, DynamicBatcher, NotRunning, Overloaded
 from pipeline.serve.metrics import CONTENT_TYPE, RequestMetricsMiddleware, ServeMetrics
 from pipeline.serve.schemas import INPUTS_HELP, ErrorResponse, Prediction, PredictRequest
-from pipeline.serve.scoring import answers, softmax
+from pipeline.serve.scoring import answers, label_set_answers, softmax
 from pipeline.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,11 @@ def model_info(classifier: Any, settings: ServeSettings) -> dict[str, Any]:
         "positive_label": positive,
         "threshold": threshold,
         "threshold_strategy": meta.threshold_strategy,
-        "decision": (
+        "problem_type": meta.problem_type,
+        "label_thresholds": meta.label_thresholds,
+        "decision": "every label whose sigmoid score reaches its threshold (label_thresholds)"
+        if meta.is_multi_label
+        else (
             f"{positive} if p({positive}) >= {threshold:.4g}, else the other label"
             if threshold is not None and len(id2label) == 2
             else "the label with the highest probability"
@@ -295,6 +299,7 @@ def create_app(classifier: Any, settings: ServeSettings | None = None) -> FastAP
     """The server for ``classifier`` (a :class:`~pipeline.serve.classifier.Classifier` or a stand-in)."""
     settings = settings or ServeSettings()
     id2label = {int(k): v for k, v in classifier.id2label.items()}
+    multi_label = bool(getattr(classifier, "multi_label", False))  # the tests' stand-in classifiers are single-label
     metrics = ServeMetrics(
         max_batch_size=settings.max_batch_size, queued=lambda: batcher.queued, in_flight=lambda: batcher.in_flight
     )
@@ -350,8 +355,14 @@ def create_app(classifier: Any, settings: ServeSettings | None = None) -> FastAP
                 await batcher.run_in_worker(classifier.token_counts, texts), classifier.max_length, single
             )
         logits = await batcher.submit(texts)
-        decisions = classifier.decide(softmax(logits.astype(np.float64)))
-        rows = answers(logits, decisions, id2label, transform=body.transform(), top_k=body.top_k())
+        if multi_label:
+            decisions = classifier.decide(classifier.to_probabilities(logits))
+            rows = label_set_answers(
+                logits, decisions, id2label, transform=body.transform("sigmoid"), top_k=body.top_k()
+            )
+        else:
+            decisions = classifier.decide(softmax(logits.astype(np.float64)))
+            rows = answers(logits, decisions, id2label, transform=body.transform(), top_k=body.top_k())
         return JSONResponse(rows if body.nested_answer() else rows[0])
 
     route = {

@@ -12,7 +12,7 @@ import torch
 from pipeline.data.clean import is_unicode_text
 from pipeline.data.tokenize import pad_rows
 from pipeline.errors import ServeError
-from pipeline.evaluation.thresholds import apply_threshold
+from pipeline.evaluation.thresholds import apply_threshold, decide_labels, sigmoid
 from pipeline.export.folder import load_model_folder, load_onnx_folder, resolve_model_dir
 from pipeline.serve.backends import OnnxRuntimeBackend, TorchBackend, prepare_backend, resolve_dtype
 from pipeline.serve.batch_plan import measure_pass_cost, plan_batches
@@ -26,15 +26,18 @@ class Prediction:
     score: float
     """Probability of the predicted label."""
     probabilities: dict[str, float]
+    labels: list[str] | None = None
+    """Multi-label: every label at or above its threshold (``label`` is then the most probable one)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "text": self.text,
             "label": self.label,
             "label_id": self.label_id,
             "score": self.score,
             "probabilities": self.probabilities,
         }
+        return out | ({"labels": self.labels} if self.labels is not None else {})
 
 
 class Classifier:
@@ -86,6 +89,11 @@ class Classifier:
         self.id2label = dict(self.metadata.id2label)
         self.threshold: float | None = self.metadata.threshold
         self.positive = self.metadata.positive_label
+        self.multi_label = self.metadata.is_multi_label
+        saved = self.metadata.label_thresholds or {}
+        self.label_thresholds: list[float] | None = (
+            [float(saved.get(self.id2label[i], 0.5)) for i in sorted(self.id2label)] if self.multi_label else None
+        )
         self._pass_cost: float | None = None
 
     def _forward_shape(self, rows: int, cols: int) -> None:
@@ -129,11 +137,21 @@ class Classifier:
         return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
 
     def probabilities(self, texts: list[str]) -> torch.Tensor:
-        """Class probabilities, one row per text (float32 on CPU)."""
-        return torch.softmax(torch.from_numpy(self.logits(texts)), dim=-1)
+        """Class probabilities, one row per text (float32 on CPU); multi-label: one sigmoid per label."""
+        return torch.from_numpy(self.to_probabilities(self.logits(texts)))
+
+    def to_probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Logits -> what ``decide`` takes: softmax over classes, or multi-label a sigmoid per label."""
+        scores = np.asarray(logits, dtype=np.float64)
+        if self.multi_label:
+            return sigmoid(scores).astype(np.float32)
+        return torch.softmax(torch.from_numpy(scores.astype(np.float32)), dim=-1).numpy()
 
     def decide(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Class ids as the saved model decides: the threshold chosen on validation, else argmax."""
+        """Class ids as the saved model decides: the threshold chosen on validation, else argmax; multi-label:
+        multi-hot rows, each label against its saved threshold."""
+        if self.multi_label:
+            return decide_labels(np.asarray(probabilities), self.label_thresholds)
         return apply_threshold(np.asarray(probabilities), self.threshold, self.positive)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
@@ -151,6 +169,11 @@ class Classifier:
             )
         probs = self.probabilities(texts)
         decisions = self.decide(probs)
+        if self.multi_label:
+            return [
+                self._multi_label_prediction(text, row, chosen)
+                for text, row, chosen in zip(texts, probs, decisions, strict=True)
+            ]
         return [
             Prediction(
                 text=text,
@@ -161,3 +184,14 @@ class Classifier:
             )
             for text, row, label in zip(texts, probs, decisions, strict=True)
         ]
+
+    def _multi_label_prediction(self, text: str, row: torch.Tensor, chosen: np.ndarray) -> Prediction:
+        top = int(row.argmax())
+        return Prediction(
+            text=text,
+            label=self.id2label[top],
+            label_id=top,
+            score=float(row[top]),
+            probabilities={self.id2label[i]: float(p) for i, p in enumerate(row)},
+            labels=[self.id2label[i] for i in np.flatnonzero(chosen)],
+        )

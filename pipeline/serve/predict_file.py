@@ -158,6 +158,8 @@ def classify_texts(classifier: Any, texts: list[str | None]) -> pd.DataFrame:
     probs = np.full((len(texts), len(id2label)), np.nan)
     labels: list[str | None] = [None] * len(texts)
     scores = np.full(len(texts), np.nan)
+    if getattr(classifier, "multi_label", False):  # stand-in classifiers of the tests have no such attribute
+        return _label_sets(classifier, texts, id2label, present)
     if present:
         found = softmax(classifier.logits([texts[i] for i in present]).astype(np.float64))
         decisions = classifier.decide(found)
@@ -169,6 +171,25 @@ def classify_texts(classifier: Any, texts: list[str | None]) -> pd.DataFrame:
     frame = pd.DataFrame({"label": pd.Series(labels, dtype=object), "score": scores})
     for i, name in enumerate(columns[2:]):
         frame[name] = probs[:, sorted(id2label)[i]]
+    return frame
+
+
+MULTI_LABEL_SEPARATOR = "|"
+"""How a predicted label set is written into the one ``label`` column (as ``data.label_separator`` reads it)."""
+
+
+def _label_sets(classifier: Any, texts: list[str | None], id2label: dict[int, str], present: list[int]) -> pd.DataFrame:
+    """Multi-label: ``label`` holds the decided set (``toxic|insult``, '' for none), then ``p_<label>`` per label."""
+    probs = np.full((len(texts), len(id2label)), np.nan)
+    labels: list[str | None] = [None] * len(texts)
+    if present:
+        found = classifier.to_probabilities(classifier.logits([texts[i] for i in present]))
+        probs[present] = found
+        for row, chosen in zip(present, classifier.decide(found), strict=True):
+            labels[row] = MULTI_LABEL_SEPARATOR.join(id2label[i] for i in sorted(id2label) if chosen[i])
+    frame = pd.DataFrame({"label": pd.Series(labels, dtype=object)})
+    for i in sorted(id2label):
+        frame[f"p_{id2label[i]}"] = probs[:, i]
     return frame
 
 

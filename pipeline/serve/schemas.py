@@ -147,9 +147,10 @@ class PredictRequest(BaseModel):
         """One list per input (batch, or the Inference API form) rather than TEI's single list."""
         return not isinstance(self.inputs, str) or self.parameters is not None
 
-    def transform(self) -> Transform:
+    def transform(self, default: Transform = "softmax") -> Transform:
+        """``default``: the model's own (softmax; a multi-label model's is sigmoid, as transformers' pipeline)."""
         asked = self.parameters.function_to_apply if self.parameters else None
-        return "none" if self.raw_scores else asked or "softmax"
+        return "none" if self.raw_scores else asked or default
 
     def top_k(self) -> int | None:
         return self.parameters.top_k if self.parameters else None

@@ -55,3 +55,21 @@ def answers(
     """Per text, its ranked labels (see :func:`ranked_labels`)."""
     scores = transform_scores(np.asarray(logits, dtype=np.float64), transform)
     return [ranked_labels(row, int(d), id2label, top_k) for row, d in zip(scores, decisions, strict=True)]
+
+
+def label_set_answers(
+    logits: np.ndarray,
+    decisions: np.ndarray,
+    id2label: dict[int, str],
+    *,
+    transform: Transform = "sigmoid",
+    top_k: int | None = None,
+) -> list[list[dict[str, float | str]]]:
+    """Multi-label: per text every label with its score, the decided ones (at or above their thresholds) first,
+    each group by descending score."""
+    scores = transform_scores(np.asarray(logits, dtype=np.float64), transform)
+    out = []
+    for row, chosen in zip(scores, decisions, strict=True):
+        order = sorted(range(len(row)), key=lambda i: (not chosen[i], -row[i]))[:top_k]
+        out.append([{"label": id2label[i], "score": float(row[i])} for i in order])
+    return out

@@ -26,7 +26,9 @@ TRAINER_STATE = "trainer_state.json"
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin")
 
 
-def classification_loss(class_weights: list[float] | None = None, rows_per_update: float | None = None):
+def classification_loss(
+    class_weights: list[float] | None = None, rows_per_update: float | None = None, *, multi_label: bool = False
+):
     """``Trainer(compute_loss_func=...)``: cross entropy, class-weighted (balance=class_weights) or not.
 
     The batch's (weighted) mean cross entropy, as in evaluation, where no count is passed. In training the
@@ -36,8 +38,13 @@ def classification_loss(class_weights: list[float] | None = None, rows_per_updat
     batch vary with length) the per-row losses are summed and divided by ``rows_per_update``, the MEAN rows
     of a step: every row then weighs the same whichever batch it lands in (a per-batch mean would weigh a
     long row in a batch of 32 four times a short row in a batch of 128, and spam is longer than ham).
+
+    ``multi_label``: binary cross entropy with logits per label (``class_weights`` are then its per-label
+    ``pos_weight``), averaged over the labels of a row, so one row still weighs one.
     """
     weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+    if multi_label:
+        return _multi_label_loss(weight, rows_per_update)
 
     def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         logits = outputs["logits"].float()
@@ -47,6 +54,21 @@ def classification_loss(class_weights: list[float] | None = None, rows_per_updat
             return per_row.sum() / rows_per_update
         mean = torch.nn.functional.cross_entropy(logits, labels, weight=w)
         return mean if num_items_in_batch is None else mean * (labels.numel() / num_items_in_batch)
+
+    return loss
+
+
+def _multi_label_loss(pos_weight: torch.Tensor | None, rows_per_update: float | None):
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        w = pos_weight.to(logits.device) if pos_weight is not None else None
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, labels.float(), pos_weight=w, reduction="none"
+        ).mean(dim=-1)
+        if num_items_in_batch is not None and rows_per_update:
+            return per_row.sum() / rows_per_update
+        mean = per_row.mean()
+        return mean if num_items_in_batch is None else mean * (labels.shape[0] / num_items_in_batch)
 
     return loss
 
@@ -78,7 +100,9 @@ def build_trainer(
         eval_dataset=longest_first(tokenized["validation"]),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
-        compute_loss_func=classification_loss(class_weights, rows_per_update) if needs_own_loss else None,
+        compute_loss_func=classification_loss(class_weights, rows_per_update, multi_label=cfg.data.is_multi_label)
+        if needs_own_loss
+        else None,
         callbacks=callbacks,
         train_batches=batches,
     )

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from pipeline import cli
-from pipeline import run as run_module
 from pipeline.cli import main, resume_command
+from pipeline.commands import train as run_module
 from pipeline.errors import TrainingError
 from pipeline.rundir import RESUME_FLAG, RunDir, check_run_dir
 from pipeline.train.trainer import checkpoint_step, last_complete_checkpoint, resume_checkpoint
