@@ -651,6 +651,17 @@ def short_recipe(run: QualityRun) -> str:
     return label if len(label) <= 50 else label[:49] + "…"
 
 
+def save_figure(fig, name: str) -> Path:
+    """Lay out, write under docs/img and close ``fig``; returns the file."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = IMAGES / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots() -> list[Path]:
     import matplotlib
 
@@ -693,11 +704,7 @@ def plots() -> list[Path]:
         ax.set_xlabel(metric_label[metric])
         ax.set_title(f"{split} split: mean ± std (dots: seeds)")
         ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = IMAGES / "results.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(save_figure(fig, "results.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key in zip(axes, ["train-cpu", "train-cuda"], strict=True):
@@ -717,11 +724,7 @@ def plots() -> list[Path]:
         ax.set_title(rows[0]["device"].replace("cpu: AMD EPYC x 2", "2 CPU cores"))
         ax.legend(loc="lower right", fontsize=7)
         ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = IMAGES / "speed-train.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(save_figure(fig, "speed-train.png"))
     return written
 
 
