@@ -237,6 +237,8 @@ def model_name(source: str) -> str:
 
 
 DROPPED = {"--out-dir", "--runs-dir", "--cache-dir", "--timeout", "--data"}
+DROPPED_FLAGS = {"--reuse-finished", "--keep-checkpoints"}
+"""Flags that change how a wave runs (reading a finished seed, keeping files), not what it measures."""
 
 
 def reproduce(data: dict) -> str:
@@ -260,6 +262,9 @@ def reproduce(data: dict) -> str:
         if word in DROPPED:
             i += 2
             continue
+        if word in DROPPED_FLAGS:
+            i += 1
+            continue
         if word == "--gguf-file":
             gguf = value
             i += 2
@@ -281,6 +286,10 @@ def reproduce(data: dict) -> str:
             del out[j : j + 2]
     elif gguf:
         out += ["--gguf-file", gguf]
+    if "--model-dir" in out and "gemma-3-270m" in str((data.get("model") or {}).get("source")):
+        # bench/quality.py --model gemma3 finds the assembled Gemma file of the installed packages by itself.
+        j = out.index("--model-dir")
+        out[j : j + 2] = ["--model", "gemma3"]
     # Settings the config file said differently when the run was made: today's file needs them as overrides.
     given = {out[j + 1].partition("=")[0] for j, word in enumerate(out[:-1]) if word == "--set"}
     for change in recipe_changes(data):
