@@ -286,7 +286,7 @@ def reproduce(data: dict) -> str:
             del out[j : j + 2]
     elif gguf:
         out += ["--gguf-file", gguf]
-    if "--model-dir" in out and "gemma-3-270m" in str((data.get("model") or {}).get("source")):
+    if "--model-dir" in out and "gemma-3-270m-q4_k_m.gguf" in str((data.get("model") or {}).get("source")):
         # bench/quality.py --model gemma3 finds the assembled Gemma file of the installed packages by itself.
         j = out.index("--model-dir")
         out[j : j + 2] = ["--model", "gemma3"]
