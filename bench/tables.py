@@ -737,6 +737,28 @@ def plots() -> list[Path]:
     return written
 
 
+def head_prior() -> str:
+    """What the untrained head knows (bench/head_prior.py): test ROC-AUC of a random vs a label-word head."""
+    rows = []
+    for path in sorted(RESULTS.glob("head-prior-*.json")):
+        data = load(path)
+        template = next((o.split("=", 1)[1] for o in data["overrides"] if o.startswith("model.input_template=")), "")
+        model = next((o.split("=", 1)[1] for o in data["overrides"] if o.startswith("model.name_or_path=")), "")
+        heads = data["heads"]
+        rows.append(
+            [
+                re.sub(r"-[0-9a-f]{16}$", "", Path(model).name) or data["config"],  # a de-quantized GGUF's cache name
+                f"`{template}`" if template else "none",
+                f"{heads['random']['roc_auc']:.3f}",
+                f"{heads['label_words']['roc_auc']:.3f}",
+                f"{heads['label_words']['rows']} ({data['split']})",
+                f"[{path.name}](../bench/results/{path.name})",
+            ]
+        )
+    header = ["model", "input template", "random head ROC-AUC", "label-word head ROC-AUC", "rows", "file"]
+    return table(header, rows, "llrrll")
+
+
 # --- driver -----------------------------------------------------------------------------------------------------
 
 TABLES: dict[str, Callable[[], str]] = {
@@ -750,6 +772,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "speed-serve-http": serve_http,
     "speed-memory": memory_table,
     "config-reference": config_reference,
+    "head-prior": head_prior,
 }
 
 
