@@ -224,6 +224,7 @@ def _load_adapter(folder: Path, metadata: ModelMetadata) -> nn.Module:
         quantization=metadata.quantization,
         id2label=metadata.id2label,
         pad_token_id=metadata.pad_token_id,
+        problem_type=metadata.problem_type if metadata.is_multi_label else None,
     )
     return attach_adapter(base, folder)
 
