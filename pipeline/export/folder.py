@@ -87,6 +87,9 @@ def write_model_folder(
         tokenizer.save_pretrained(str(tmp))
         if save_nameless_base is not None:
             save_nameless_base(tmp / BASE_DIR)
+            # transformers' pipeline(model=<adapter folder>) takes the tokenizer from the base's folder too; without
+            # one there it builds a tokenizer with no vocabulary, whose empty token lists crash the model.
+            tokenizer.save_pretrained(str(tmp / BASE_DIR))
             # peft's own loaders (AutoPeftModel, transformers' adapter support) read the base from here.
             _point_adapter_at_base(tmp, out_dir.resolve() / BASE_DIR)
         metadata.write(tmp)
