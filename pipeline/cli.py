@@ -25,7 +25,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import RunConfig, config_keys, load_config, reader_overrides
+from pipeline.config import (
+    MULTI_LABEL_READER_KEYS,
+    READER_KEYS,
+    RunConfig,
+    config_keys,
+    load_config,
+    reader_overrides,
+)
 from pipeline.errors import SpamTuneError, TrainingInterrupted
 from pipeline.launch import first_to_report
 from pipeline.rundir import RESUME_FLAG
@@ -102,7 +109,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.commands.evaluate import evaluate_saved_model, format_table
 
-    reading = reader_overrides(args.reading, command="spam-tune evaluate")
+    keys = (*READER_KEYS, *MULTI_LABEL_READER_KEYS)  # the multi-label ones are refused for a single-label model
+    reading = reader_overrides(args.reading, keys, command="spam-tune evaluate")
     if reading and not args.data:
         raise SpamTuneError("data.* reading options apply to --data FILE; a run's saved splits are read as written")
     if args.format and "format" in reading:

@@ -589,6 +589,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 READER_KEYS = ("format", "encoding", "header", "text_column", "label_column")
 """The ``data.*`` keys that say how a file is read: commands that read a file of their own (``evaluate --data``,
 ``predict --file``) take them as ``data.KEY=VALUE`` too, so the reader's advice is valid wherever it is printed."""
+MULTI_LABEL_READER_KEYS = ("label_separator", "label_columns")
+"""How a multi-label file's label sets are read: ``evaluate --data`` takes them too (on a multi-label model), since
+the multi-label reader's errors advise them."""
 
 
 def reader_overrides(items: Sequence[str], keys: Sequence[str] = READER_KEYS, *, command: str) -> dict[str, Any]:

@@ -248,3 +248,12 @@ def test_a_csv_given_as_uci_is_named_not_read_as_empty_texts(tmp_path):
     auto = load_config(None, ["data.source=file", f"data.path={data}", "data.format=auto"]).data
     table, _ = read_table(auto)
     assert table["text"].tolist() == ["see you at noon", "WIN a prize now"]
+
+
+def test_evaluate_refuses_multi_label_reading_options_for_a_single_label_model(trained: Path, tmp_path, capsys):
+    data = write_csv(tmp_path / "sms.csv", "text,label\nWIN a prize now,spam\nsee you at noon,ham\n")
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(trained), "--data", str(data), "--out", str(out), "data.label_separator=;"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "data.label_separator reads multi-label files" in err and "single-label model; drop it" in err, err
+    assert not out.exists()

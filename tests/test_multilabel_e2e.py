@@ -131,3 +131,106 @@ def test_push_dry_run_card_describes_the_labels(run_dir: Path, tmp_path: Path):
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "multi-label" in card and all(f"`{n}`" in card for n in LABELS)
     assert "top_k=None" in card and "Micro F1" in card
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_evaluate_a_multi_label_run_on_its_test_split(run_dir: Path, capsys):
+    from tests.test_evaluation import assert_png
+
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "multi-label: toxic >= " in out and "TF-IDF baseline" in out and "hamming_loss" in out
+    result_dir = run_dir / "eval" / "test"
+    result, trained = read_json(result_dir / "metrics.json"), read_json(run_dir / "metrics.json")
+    # Same model, same rows, the thresholds saved with the model: the numbers training reported for test.
+    assert result["problem_type"] == "multi_label_classification"
+    assert result["label_thresholds"] == read_json(run_dir / "model" / "spam_tune.json")["label_thresholds"]
+    assert result["rows"] == trained["test"]["rows"]
+    for key in ("f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"):
+        assert result["metrics"][key] == pytest.approx(trained["test"][key]), key
+    for name in LABELS:
+        assert result["metrics"]["per_label"][name] == pytest.approx(trained["test"]["per_label"][name]), name
+        baseline = result["baseline"]["metrics"]["per_label"][name]
+        assert baseline == pytest.approx(trained["baseline"]["test"]["per_label"][name]), name
+    assert result["baseline"]["model"].endswith("one-vs-rest")
+    table = pd.read_csv(result_dir / "predictions.csv", keep_default_na=False)
+    assert list(table.columns) == ["text", "label", "predicted", *(f"p_{n}" for n in LABELS)]
+    assert len(table) == result["rows"]
+    report = (result_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Per label (test)" in report and "| test | TF-IDF baseline |" in report
+    assert "(plots/per_label_f1.png)" in report
+    assert_png(result_dir / "plots" / "per_label_f1.png")
+    # Evaluating again replaces the earlier output.
+    assert main(["evaluate", str(run_dir / "model"), "--split", "test"]) == 0
+    assert sorted(p.name for p in (run_dir / "eval").iterdir()) == ["test"]
+
+
+def write_rows_csv(path: Path, rows: list[tuple[str, list[str]]], separator: str) -> Path:
+    frame = pd.DataFrame({"text": [t for t, _ in rows], "labels": [separator.join(ls) for _, ls in rows]})
+    path.write_text(frame.to_csv(index=False), encoding="utf-8")
+    return path
+
+
+def test_evaluate_reads_other_separators_and_flag_columns_with_the_readers_options(
+    run_dir: Path, tmp_path: Path, capsys
+):
+    from tests.multilabel_data import toy_label_sets, write_flag_columns_csv
+
+    rows = toy_label_sets(40, seed=7)
+    data = write_rows_csv(tmp_path / "semicolons.csv", rows, ";")
+    command = ["evaluate", str(run_dir), "--data", str(data), "--out", str(tmp_path / "semi")]
+    assert main(command) == 2  # 'toxic;insult' is no label of the model
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "not among the model's labels" in err and "data.label_separator='|'" in err, err
+    assert not (tmp_path / "semi").exists()
+    assert main([*command, "data.label_separator=;"]) == 0
+    semi = read_json(tmp_path / "semi" / "metrics.json")
+    assert semi["rows"] == len(rows)
+    assert {n: v["support"] for n, v in semi["metrics"]["per_label"].items()} == {
+        n: sum(n in labels for _, labels in rows) for n in LABELS
+    }
+    scored = pd.read_csv(tmp_path / "semi" / "predictions.csv", keep_default_na=False)
+    assert scored["label"].tolist() == [";".join(labels) for _, labels in rows]  # written as read
+
+    # One 0/1 column per label, in any order: the same rows, the same numbers.
+    flags = write_flag_columns_csv(tmp_path / "flags.csv", 40)
+    reordered = pd.read_csv(flags)[["threat", "text", "insult", "toxic"]]
+    reordered.to_csv(flags, index=False)
+    out = tmp_path / "flags-eval"
+    args = [
+        "evaluate",
+        str(run_dir),
+        "--data",
+        str(flags),
+        "--out",
+        str(out),
+        "data.label_columns=[threat,insult,toxic]",
+    ]
+    assert main(args) == 0
+    same = read_json(out / "metrics.json")
+    plain = write_rows_csv(tmp_path / "plain.csv", toy_label_sets(40), "|")
+    assert main(["evaluate", str(run_dir), "--data", str(plain), "--out", str(tmp_path / "plain")]) == 0
+    assert same["metrics"] == read_json(tmp_path / "plain" / "metrics.json")["metrics"]
+    # Columns that are not the model's labels: one line naming them, nothing written.
+    assert main([*args[:-1], "data.label_columns=[threat,insult]", "--out", str(tmp_path / "bad")]) == 2
+    assert "one 0/1 column per label of the model (toxic, insult, threat)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_evaluate_a_standalone_multi_label_model_on_a_file_with_other_columns(run_dir: Path, tmp_path: Path):
+    import shutil
+
+    from tests.multilabel_data import toy_label_sets
+
+    model = shutil.copytree(run_dir / "model", tmp_path / "exported")
+    rows = toy_label_sets(16, seed=3)
+    data = tmp_path / "new.jsonl"
+    data.write_text("".join(json.dumps({"msg": t, "tags": ls}) + "\n" for t, ls in rows), encoding="utf-8")
+    args = ["evaluate", str(model), "--data", str(data), "--text-column", "msg", "--label-column", "tags"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    result = read_json(tmp_path / "out" / "metrics.json")
+    assert result["rows"] == len(rows) and set(result["metrics"]["per_label"]) == set(LABELS)
+    assert "baseline" not in result  # no run, no train split to fit it on

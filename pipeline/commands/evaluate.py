@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import DataConfig, RunConfig, load_config, with_reader_settings
+from pipeline.config import (
+    MULTI_LABEL,
+    MULTI_LABEL_READER_KEYS,
+    DataConfig,
+    RunConfig,
+    load_config,
+    with_reader_settings,
+)
 from pipeline.data.clean import UnknownLabelsError
 from pipeline.data.readers import MissingColumnError, read_labeled_file
 from pipeline.errors import DataError, SpamTuneError
@@ -41,6 +48,19 @@ class Target:
     model_dir: Path
     run: RunDir | None
     cfg: RunConfig | None
+
+
+@dataclass
+class Found:
+    """What evaluate found to work on, before reading a row: the model, the data file, where results go."""
+
+    target: Target
+    path: Path
+    name: str
+    out_dir: Path
+    is_split: bool
+    """A run's saved split CSV (fixed columns) rather than a ``--data`` file."""
+    started: float
 
 
 SPLIT_CSV = {"text_column": "text", "label_column": "label", "header": True, "encoding": "utf-8", "format": "csv"}
@@ -73,6 +93,16 @@ def data_config(
     labels = {str(i): i for i in id2label if str(i) not in names} | dict(names)
     if split_file:  # the run's split CSVs: columns text, label (name), label_id
         return dataclasses.replace(base, labels=labels, **SPLIT_CSV)
+    return with_reader_settings(
+        dataclasses.replace(base, labels=labels), reading_columns(base, reading, text_column, label_column)
+    )
+
+
+def reading_columns(
+    base: DataConfig, reading: dict[str, Any] | None, text_column: str | None, label_column: str | None
+) -> dict[str, Any]:
+    """The reading settings with the text and label columns filled in: the given ones (``--text-column``,
+    a position once the file has no header), else the run's when the header setting is the run's, else defaults."""
     reading = dict(reading or {})
     header = reading.get("header", base.header)
     if header == base.header:
@@ -99,7 +129,7 @@ def data_config(
             + " ".join(f"data.{key}=N" for key in missing)
             + " (0 = first column), e.g. data.text_column=1 data.label_column=0"
         )
-    return with_reader_settings(dataclasses.replace(base, labels=labels), reading)
+    return reading
 
 
 def read_rows(cfg: DataConfig, path: Path, fmt: str | None, id2label: dict[int, str]) -> pd.DataFrame:
@@ -159,7 +189,14 @@ def evaluate_saved_model(
             "fixed columns"
         )
     target = resolve_target(target_path)
-    id2label = read_folder_metadata(target.model_dir).id2label
+    metadata = read_folder_metadata(target.model_dir)
+    id2label = metadata.id2label
+    multi_label_keys = [key for key in MULTI_LABEL_READER_KEYS if key in (reading or {})]
+    if multi_label_keys and not metadata.is_multi_label:
+        raise SpamTuneError(
+            f"data.{multi_label_keys[0]} reads multi-label files, but {target.model_dir} is a single-label model; "
+            "drop it"
+        )
     if data:
         path, name = Path(data).expanduser(), Path(data).stem or "data"
     else:
@@ -172,6 +209,18 @@ def evaluate_saved_model(
         if not path.is_file():
             raise SpamTuneError(f"{path} not found; the run did not save its {split} split (pass --data FILE)")
     out_dir = output_dir(target, out, name)
+    if metadata.is_multi_label:
+        from pipeline.commands.evaluate_multilabel import evaluate_multilabel
+
+        found = Found(target=target, path=path, name=name, out_dir=out_dir, is_split=not data, started=started)
+        return evaluate_multilabel(
+            found,
+            text_column=text_column,
+            label_column=label_column,
+            data_format=data_format,
+            reading=reading,
+            batch_size=batch_size,
+        )
     cfg_data = data_config(
         target, id2label, split_file=not data, text_column=text_column, label_column=label_column, reading=reading
     )
@@ -263,6 +312,10 @@ def _write_outputs(tmp: Path, result: dict[str, Any], scored: SavedEvaluation, i
 
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text table of the model (and baseline) metrics for the terminal."""
+    if result.get("problem_type") == MULTI_LABEL:
+        from pipeline.commands.evaluate_multilabel import format_multilabel_table
+
+        return format_multilabel_table(result)
     keys = [k for k, _ in METRIC_COLUMNS]
     rows = [("fine-tuned", result["metrics"])]
     if result.get("baseline"):

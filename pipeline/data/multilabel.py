@@ -79,11 +79,22 @@ def multi_hot(raw: pd.Series, cfg: DataConfig, where: str) -> list[list[float]]:
         entries = ", ".join(f"{name!r} ({n} row{'s' if n != 1 else ''})" for name, n in unknown.head(5).items())
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         example = "{" + ", ".join(f"{k}: {v}" for k, v in cfg.labels.items()) + f", {unknown.index[0]}: ID" + "}"
-        raise DataError(
-            f"{where}: label(s) not in data.labels: {entries}{more}; add every label to data.labels "
-            f"(e.g. data.labels={example}), or check data.label_separator={cfg.label_separator!r}"
+        raise UnknownLabelNamesError(
+            where,
+            f"{entries}{more}",
+            f"add every label to data.labels (e.g. data.labels={example}), or check "
+            f"data.label_separator={cfg.label_separator!r}",
         )
     return rows
+
+
+class UnknownLabelNamesError(DataError):
+    """Label names that ``data.labels`` does not hold; ``values`` lists them (with row counts) for other advice
+    (``spam-tune evaluate``, whose labels are the model's)."""
+
+    def __init__(self, where: str, values: str, fix: str) -> None:
+        self.where, self.values = where, values
+        super().__init__(f"{where}: label(s) not in data.labels: {values}; {fix}")
 
 
 def _from_flag_columns(raw: pd.Series, columns: list[str], where: str) -> list[list[float]]:

@@ -87,6 +87,9 @@ def write_model_folder(
         tokenizer.save_pretrained(str(tmp))
         if save_nameless_base is not None:
             save_nameless_base(tmp / BASE_DIR)
+            # transformers' pipeline(model=<adapter folder>) takes the tokenizer from the base's folder too; without
+            # one there it builds a tokenizer with no vocabulary, whose empty token lists crash the model.
+            tokenizer.save_pretrained(str(tmp / BASE_DIR))
             # peft's own loaders (AutoPeftModel, transformers' adapter support) read the base from here.
             _point_adapter_at_base(tmp, out_dir.resolve() / BASE_DIR)
         metadata.write(tmp)
@@ -224,6 +227,7 @@ def _load_adapter(folder: Path, metadata: ModelMetadata) -> nn.Module:
         quantization=metadata.quantization,
         id2label=metadata.id2label,
         pad_token_id=metadata.pad_token_id,
+        problem_type=metadata.problem_type if metadata.is_multi_label else None,
     )
     return attach_adapter(base, folder)
 

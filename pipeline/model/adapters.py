@@ -238,11 +238,19 @@ def load_base_model(
     quantization: dict[str, Any] | None = None,
     id2label: dict[int, str] | None = None,
     pad_token_id: int | None = None,
+    problem_type: str | None = None,
 ) -> PreTrainedModel:
-    """The base model an adapter was trained on, rebuilt the same way (dtype, 4-bit settings, labels)."""
+    """The base model an adapter was trained on, rebuilt the same way (dtype, 4-bit settings, labels).
+
+    ``problem_type`` (``multi_label_classification``) goes into the config as in training: a base loaded by name
+    has none of its own, and without it the model's loss would be cross-entropy and a merged copy's config.json
+    would tell transformers' pipeline to take a softmax over the labels instead of a sigmoid per label.
+    """
     kwargs: dict[str, Any] = {"dtype": DTYPES.get(dtype, "auto")}
     if id2label:
         kwargs |= {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+    if problem_type is not None:
+        kwargs["problem_type"] = problem_type
     if pad_token_id is not None:
         kwargs["pad_token_id"] = pad_token_id
     if quantization:

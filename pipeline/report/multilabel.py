@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.config import RunConfig
 from pipeline.evaluation.predictions import Evaluation, SplitPredictions
 from pipeline.fileio import write_atomic
-from pipeline.markdown import cell, join_blocks, percent, table
+from pipeline.markdown import cell, duration, join_blocks, percent, table
 from pipeline.rundir import RunDir
 
 SCALARS = (
@@ -24,6 +24,11 @@ SCALARS = (
     ("samples_f1", "Samples F1"),
     ("accuracy", "Subset accuracy"),
     ("hamming_loss", "Hamming loss"),
+)
+METRICS_NOTE = (
+    "Micro F1 pools every (text, label) decision; macro F1 averages the labels; samples F1 averages the texts; "
+    "subset accuracy counts texts whose whole label set is right; Hamming loss is the share of wrong (text, label) "
+    "decisions (lower is better).\n"
 )
 
 
@@ -144,9 +149,7 @@ def write_multilabel_run_report(
             f"({evaluation.label_threshold_strategy}).\n",
             "## Metrics\n",
             metrics_table(metrics, splits),
-            "Micro F1 pools every (text, label) decision; macro F1 averages the labels; samples F1 averages the "
-            "texts; subset accuracy counts texts whose whole label set is right; Hamming loss is the share of "
-            "wrong (text, label) decisions (lower is better).\n",
+            METRICS_NOTE,
             f"## Per label ({main})\n",
             per_label_table(metrics[main], thresholds, baseline),
             "## Plots\n",
@@ -162,3 +165,50 @@ def write_multilabel_run_report(
         ]
         write_atomic(run.report, join_blocks(sections))
     return plots
+
+
+def write_multilabel_evaluation(
+    out_dir: Path,
+    result: dict[str, Any],
+    predictions: SplitPredictions,
+    decisions: np.ndarray,
+    id2label: dict[int, str],
+    separator: str,
+) -> dict[str, Path]:
+    """``spam-tune evaluate`` of a multi-label model: ``predictions.csv``, ``plots/per_label_f1.png`` and
+    ``report.md`` in ``out_dir`` (``result`` is the command's metrics.json content)."""
+    frame = multilabel_predictions_frame(predictions, decisions, id2label, separator)
+    write_atomic(out_dir / "predictions.csv", frame.to_csv(index=False, lineterminator="\n"))
+    baseline = (result.get("baseline") or {}).get("metrics")
+    plots = {"per_label_f1": plot_per_label_f1(result["metrics"], baseline, out_dir / "plots" / "per_label_f1.png")}
+    write_atomic(out_dir / "report.md", multilabel_evaluation_report(out_dir, result, plots))
+    return plots
+
+
+def multilabel_evaluation_report(root: Path, result: dict[str, Any], plots: dict[str, Path]) -> str:
+    """``report.md`` of ``spam-tune evaluate`` on a multi-label model: one data set, the model (and baseline) on it."""
+    from pipeline.report.render import plots_section
+
+    name, metrics, baseline = result["name"], result["metrics"], result.get("baseline")
+    model = Path(result["model_dir"]).resolve()
+    fitted = (
+        f"\n- Baseline: {cell(baseline['model'])}, fitted on `{baseline['trained_on']}` "
+        f"in {duration(baseline['fit_seconds'])}"
+        if baseline
+        else ""
+    )
+    thresholds = result.get("label_thresholds") or {}
+    sections = [
+        f"# spam-tune evaluation: {cell(f'{name} with {model.parent.name}/{model.name}')} (multi-label)\n",
+        f"- Model: `{result['model_dir']}`\n- Data: `{result['data']}` ({result['rows']:,} rows){fitted}",
+        "Decisions: each label is on when its sigmoid >= its threshold recorded with the model "
+        f"({', '.join(f'{label} {value:.3f}' for label, value in thresholds.items())}).",
+        "## Metrics\n",
+        metrics_table({name: metrics, "baseline": {name: baseline["metrics"]} if baseline else {}}, [name]),
+        METRICS_NOTE,
+        f"## Per label ({name})\n",
+        per_label_table(metrics, thresholds, baseline["metrics"] if baseline else None),
+        "## Plots\n",
+        plots_section(plots, root),
+    ]
+    return join_blocks(sections)
