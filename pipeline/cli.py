@@ -54,9 +54,10 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.commands.train import run
-    from pipeline.launch import stop_with_the_launcher
+    from pipeline.launch import launch_id, stop_with_the_launcher
 
     stop_with_the_launcher()  # a DDP worker must not outlive its launcher (kill -9 of the launch)
+    launch_id()  # which launch this is, read while its launcher lives (see first_to_report)
 
     # Worked out now: under `accelerate launch` the launcher may be gone by the time a signal has stopped training.
     resume_hint = resume_command()

@@ -44,8 +44,8 @@ class DataConfig:
     path: str | None = None
     """Local data file: the UCI TSV (no header), CSV/TSV with a header, JSON lines or parquet."""
     format: Literal["auto", "uci", "csv", "tsv", "jsonl", "parquet"] = "auto"
-    """File format of ``path``; ``auto`` decides by extension, else by the first line (a TAB: the UCI TSV, a comma:
-    CSV)."""
+    """File format of ``path``; ``auto`` decides by extension; a file without one is the UCI TSV unless its first
+    line has commas and no TAB (then CSV)."""
     hub_name: str | None = None
     """``source: hub``: the dataset id on the Hugging Face Hub, e.g. ``ucirvine/sms_spam``."""
     hub_split: str = "train"
@@ -99,6 +99,13 @@ class DataConfig:
         self._check_multi_label()
         if self.source == "file" and not self.path:
             raise ConfigError("data.source=file needs data.path=FILE (a TSV/CSV/JSONL/parquet file)")
+        if self.source != "file" and self.path:
+            # Silently downloading instead of reading the file the user named would train on other data.
+            raise ConfigError(
+                f"data.path={self.path} is read only with data.source=file (data.source={self.source} "
+                f"{'downloads the SMS Spam Collection' if self.source == 'uci' else 'reads data.hub_name'}); "
+                "add data.source=file, or drop data.path"
+            )
         if self.source == "hub" and not self.hub_name:
             raise ConfigError("data.source=hub needs data.hub_name=NAME (a Hugging Face dataset)")
         if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:

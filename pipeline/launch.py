@@ -12,6 +12,7 @@ from the launcher's own command line and start the N workers with torch's elasti
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -243,26 +244,36 @@ def write_past_the_launcher_tee(proc: str = PROC) -> bool:
     return True
 
 
+@functools.cache
+def launch_id() -> str | None:
+    """This process's launch: its launcher's pid and start time (so a later launch that reuses the pid differs),
+    read once, while the launcher lives. A worker whose launcher is killed is adopted by another process (init),
+    which must not pass for its launch: call this at start-up (``cmd_train`` does). None: no parent to read."""
+    import psutil
+
+    try:
+        launcher = psutil.Process(os.getppid())
+        return f"{launcher.pid}-{int(launcher.create_time() * 1000)}"
+    except psutil.Error:
+        return None
+
+
 def first_to_report(env: Mapping[str, str] | None = None, marker_dir: str | None = None) -> bool:
     """Whether this process prints the run's one-line error: always in a one-process run; with several processes,
     the first of this machine's processes to fail (they all hit the same input, so one line says it).
 
     Not "rank 0 only": when another rank fails first, the launcher stops the rest (torch's elastic agent within
     0.1 s, then SIGTERM), and rank 0 was often stopped before it printed (1 launch in 3 showed no error line).
-    The processes of one launch agree through a file created exclusively, named after their launcher process
-    (pid and start time, so a later launch with a reused pid is not confused with this one).
+    The processes of one launch agree through a file created exclusively, named after their launch
+    (:func:`launch_id`).
     """
     env = os.environ if env is None else env
     if int(env.get("WORLD_SIZE", "1")) <= 1:
         return True
     import tempfile
 
-    import psutil
-
-    try:
-        launcher = psutil.Process(os.getppid())
-        launch = f"{launcher.pid}-{int(launcher.create_time() * 1000)}"
-    except psutil.Error:  # the launcher is gone: nobody else will decide for this process
+    launch = launch_id()
+    if launch is None:  # nobody to agree with: better a line twice than none
         return True
     marker = os.path.join(marker_dir or tempfile.gettempdir(), f"spam-tune-error-{launch}")
     try:

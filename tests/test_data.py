@@ -300,7 +300,11 @@ def test_empty_files(tmp_path: Path) -> None:
     _raises(["no data rows"], read_table, _cfg(blank_csv))
     all_empty = tmp_path / "commas.csv"  # a CSV read as the UCI TSV: no tabs, so no texts
     all_empty.write_text("text,label\nhi,ham\n", encoding="utf-8")
-    _raises(["all 2 texts are empty", "data.format"], load_splits, _cfg(all_empty, format="uci"))
+    _raises(
+        ["no line of 'label<TAB>text'", "data.format=auto", "data.format=csv"],
+        load_splits,
+        _cfg(all_empty, format="uci"),
+    )
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:

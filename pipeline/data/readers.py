@@ -64,17 +64,14 @@ def _file_format(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
     suffix = path.suffix.lower()
-    if suffix and suffix in _FORMAT_BY_SUFFIX:
+    if suffix and suffix not in _FORMAT_BY_SUFFIX:
+        raise DataError(f"cannot tell the format of {path} from its extension {suffix!r}; set data.format={_FORMATS}")
+    if suffix:
         return _FORMAT_BY_SUFFIX[suffix]
-    # No extension (the UCI file has none) or an unknown one: the first line tells a TAB-separated file from a
-    # comma-separated one.
+    # No extension: the UCI file has none, but so has many a CSV saved by hand; its first line tells them apart.
     _check_file(path)
     first = _first_line(path)
-    if "\t" in first:
-        return "uci"
-    if "," in first:
-        return "csv"
-    raise DataError(f"cannot tell the format of {path} from its name or first line; set data.format={_FORMATS}")
+    return "csv" if "," in first and "\t" not in first else "uci"
 
 
 def _first_line(path: Path, size: int = 65536) -> str:

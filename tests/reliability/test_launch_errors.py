@@ -21,7 +21,9 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     one = Running.start(train_command(["training.learnin_rate=1", f"output.dir={out / 'one'}"], launcher=ACCELERATE))
     missing = out / "no-such-file.tsv"
     two_cpu = [*ACCELERATE, "--num_processes", "2", "--cpu"]
-    two = Running.start(train_command([f"data.path={missing}", f"output.dir={out / 'two'}"], launcher=two_cpu))
+    two = Running.start(
+        train_command(["data.source=file", f"data.path={missing}", f"output.dir={out / 'two'}"], launcher=two_cpu)
+    )
     bad_config = Running.start(train_command(["training.fp17=true", f"output.dir={out / 'three'}"], launcher=two_cpu))
     return SimpleNamespace(
         one=(one.finish(), one.text),

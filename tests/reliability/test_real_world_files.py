@@ -101,7 +101,7 @@ def test_prepare_a_headerless_latin1_csv_through_the_cli(tmp_path: Path, capsys)
 def test_a_missing_local_model_dir_is_named_as_such(tmp_path: Path, toy_data_file: Path, capsys):
     for key in ("model.name_or_path", "model.tokenizer"):
         args = ["train", "--config", SMOKE, "model.from_config=null", f"{key}=./no/such/dir"]
-        args += [f"data.path={toy_data_file}", f"output.dir={tmp_path / 'run'}"]
+        args += ["data.source=file", f"data.path={toy_data_file}", "data.format=uci", f"output.dir={tmp_path / 'run'}"]
         if key == "model.tokenizer":
             args.append("model.name_or_path=openai-community/gpt2")
         assert main(args) == 2

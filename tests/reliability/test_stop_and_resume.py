@@ -169,7 +169,8 @@ def test_resume_command_repeats_the_command_with_the_flag(monkeypatch):
 
 def test_disk_full_is_one_line_and_leaves_the_previous_files_whole(tmp_path, toy_data_file, monkeypatch, capsys):
     out = tmp_path / "splits"
-    args = ["prepare", "--out", str(out), "--config", SMOKE, f"data.path={toy_data_file}"]
+    args = ["prepare", "--out", str(out), "--config", SMOKE, "data.source=file", f"data.path={toy_data_file}"]
+    args.append("data.format=uci")  # the toy file is label<TAB>text without a header
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
