@@ -19,7 +19,11 @@ python3 -m venv --clear "$venv"
 pip install -q --upgrade pip
 # shellcheck disable=SC2086  # $TORCH may carry pip options
 pip install -q $torch_spec
-pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"  # newest in range, no constraints
+# Hold torch where $TORCH put it: an eager upgrade would otherwise pull the newest CUDA build (several GB).
+torch_pin=$(mktemp)
+python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" >"$torch_pin"
+pip install -q --upgrade --upgrade-strategy eager -c "$torch_pin" -e ".[dev]"  # the rest: newest in range
+rm -f "$torch_pin"
 pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/' >constraints-latest.body
 {
   sed -n '/^# /p' constraints.txt | sed -n '1,6p'
