@@ -34,6 +34,16 @@ MULTI_LABEL: ProblemType = "multi_label_classification"
 _DEFAULT_LABELS = {"ham": 0, "spam": 1}
 
 
+def check_text_encoding(encoding: str) -> None:
+    """``data.encoding`` must name a text encoding (every reader of a file checks it the same way)."""
+    try:
+        "a".encode(encoding)  # LookupError for unknown names and for bytes-to-bytes codecs (base64, zip)
+    except LookupError:
+        raise ConfigError(
+            f"data.encoding={encoding!r} is not a text encoding; e.g. utf-8, latin-1, cp1252, utf-16"
+        ) from None
+
+
 @dataclass
 class DataConfig:
     """Where the texts come from and how they become a train/validation/test DatasetDict."""
@@ -186,12 +196,7 @@ class DataConfig:
             raise ConfigError(f"data.text_column and data.label_column are both column {self.text_column}; set two")
 
     def _check_encoding(self) -> None:
-        try:
-            "a".encode(self.encoding)  # LookupError for unknown names and for bytes-to-bytes codecs (base64, zip)
-        except LookupError:
-            raise ConfigError(
-                f"data.encoding={self.encoding!r} is not a text encoding; e.g. utf-8, latin-1, cp1252, utf-16"
-            ) from None
+        check_text_encoding(self.encoding)
 
     @property
     def id2label(self) -> dict[int, str]:

@@ -75,12 +75,9 @@ class FileJob:
 
     def _check_reading(self, fmt: str) -> None:
         """The ``data.*`` reading settings, checked as the training reader checks them (same keys, same rules)."""
-        try:
-            "a".encode(self.encoding)
-        except LookupError:
-            raise PredictFileError(
-                f"data.encoding={self.encoding!r} is not a text encoding; e.g. utf-8, latin-1, cp1252"
-            ) from None
+        from pipeline.config import check_text_encoding
+
+        check_text_encoding(self.encoding)
         if fmt in ("jsonl", "text") and "a\n".encode(self.encoding) != b"a\n":
             raise PredictFileError(
                 f"{self.path} is read line by line ({fmt}), which needs an ASCII-compatible encoding, not "

@@ -253,6 +253,8 @@ def test_predict_file_reads_a_headerless_latin1_csv_with_the_training_readers_op
 
     assert main([*command, "data.header=false"]) == 2
     assert "data.text_column=N" in capsys.readouterr().err
+    assert main([*command, "data.encoding=klingon"]) == 2  # checked as the training reader checks it
+    assert "data.encoding='klingon' is not a text encoding" in capsys.readouterr().err
     assert main([*command, "data.labels={a: 0}"]) == 2
     assert "takes file-reading options data.encoding=... data.header=... data.text_column=..." in (
         capsys.readouterr().err
