@@ -60,14 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.model.head import head_label_token_ids
     from pipeline.model.load import load_model
 
-    base = ["data.source=file", f"data.path={args.data}", *args.overrides]
+    base = ["data.source=file", f"data.path={args.data}", *args.overrides, "model.mode=full"]
+    # The split and the tokenizer are the same for both heads: read them once.
+    first = load_config(args.config, base)
+    rows = load_splits(first.data)[0][args.split]
+    tokenizer = load_tokenizer(first.model)
+    labels = np.asarray(rows["label"])
     results = {}
     for head in ("random", "label_words"):
         started = time.perf_counter()
-        cfg = load_config(args.config, [*base, f"model.head_init={head}", "model.mode=full"])
+        cfg = load_config(args.config, [*base, f"model.head_init={head}"])
         torch.manual_seed(cfg.training.seed)  # the random head as training would draw it
-        splits, _ = load_splits(cfg.data)
-        tokenizer = load_tokenizer(cfg.model)
         ids = head_label_token_ids(cfg.model, cfg.data.id2label, tokenizer)
         model = load_model(
             cfg.model,
@@ -76,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=Path(cfg.data.cache_dir).expanduser(),
             label_token_ids=ids,
         ).eval()
-        rows = splits[args.split]
-        labels = np.asarray(rows["label"])
         spam = spam_probabilities(model, tokenizer, list(rows["text"]), cfg.model.max_length, args.batch_size)
         results[head] = {
             "roc_auc": round(float(roc_auc_score(labels, spam)), 4),

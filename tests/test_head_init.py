@@ -85,3 +85,20 @@ def test_training_with_label_word_init_through_the_cli(tiny_run, tmp_path: Path)
     metrics = json.loads((tmp_path / "lw" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.9  # the toy set is learnable from this start too
     assert "head_init: label_words" in (tmp_path / "lw" / "config.yaml").read_text()
+
+
+def test_head_prior_bench_scores_both_heads_through_its_command_line(toy_data_file: Path, tmp_path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("head_prior", Path(__file__).parents[1] / "bench" / "head_prior.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "prior.json"
+    argv = ["--config", "configs/smoke.yaml", "--data", str(toy_data_file), "--out", str(out)]
+    argv += ["--set", "data.format=uci", "--set", "data.split_mode=stratified", "--set", "data.balance=none"]
+    argv += ["--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert bench.main(argv) == 0
+    heads = json.loads(out.read_text())["heads"]
+    assert set(heads) == {"random", "label_words"}
+    assert all(0 <= h["roc_auc"] <= 1 and h["rows"] == 24 for h in heads.values())
+    assert heads["random"]["label_token_ids"] is None and set(heads["label_words"]["label_token_ids"]) == {"0", "1"}
