@@ -249,7 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--epochs", type=int, nargs=2, metavar=("LOW", "HIGH"), help="default: 1 .. recipe's")
             cmd.add_argument("--batch-sizes", type=int, nargs="+", help="default: 8 16 32")
             cmd.add_argument("--ranks", type=int, nargs="+", help="LoRA ranks (lora/qlora; default: the recipe's)")
-            cmd.add_argument("--metric", default="loss", choices=["loss", "f1", "accuracy", "precision", "recall"])
+            cmd.add_argument(
+                "--metric",
+                default="loss",
+                help="validation metric to optimise: loss, f1, accuracy, precision, recall; multi-label recipes "
+                "also macro_f1, samples_f1, hamming_loss (lower is better for loss and hamming_loss)",
+            )
             cmd.add_argument("--out", help="result JSON (default: OUTPUT_DIR/search.json)")
         if name == "merge":
             cmd.add_argument("model_dir", help="model dir of a LoRA/QLoRA run, e.g. runs/lora/model")

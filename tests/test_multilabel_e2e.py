@@ -234,3 +234,37 @@ def test_evaluate_a_standalone_multi_label_model_on_a_file_with_other_columns(ru
     result = read_json(tmp_path / "out" / "metrics.json")
     assert result["rows"] == len(rows) and set(result["metrics"]["per_label"]) == set(LABELS)
     assert "baseline" not in result  # no run, no train split to fit it on
+
+
+def test_onnx_export_serves_the_same_sigmoids_and_label_sets(run_dir: Path, tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    from pipeline.serve.classifier import Classifier
+
+    out = tmp_path / "onnx"
+    assert main(["export", str(run_dir / "model"), "--onnx", "--out", str(out)]) == 0
+    texts = ["you filthy idiot", "see you at lunch", "i will destroy you, garbage clown", "ok"]
+    torch_side, onnx_side = Classifier(out, device="cpu"), Classifier(out, backend="onnxruntime")
+    assert onnx_side.multi_label and onnx_side.model is None  # no torch weights loaded
+    expected = torch_side.probabilities(texts).numpy()
+    np.testing.assert_allclose(onnx_side.probabilities(texts).numpy(), expected, rtol=0, atol=1e-5)
+    assert not np.allclose(expected.sum(axis=1), 1.0)  # one sigmoid per label, not a softmax over labels
+    assert [p.labels for p in onnx_side.predict(texts)] == [p.labels for p in torch_side.predict(texts)]
+
+
+def test_search_optimises_a_multi_label_validation_metric(tmp_path: Path, capsys):
+    pytest.importorskip("optuna")
+    data = write_multilabel_jsonl(tmp_path / "toy.jsonl", 160)
+    overrides = tiny_overrides(data, tmp_path / "run", tmp_path / "cache", **{"training.num_train_epochs": 1})
+    overrides = [o for o in [*overrides, *multilabel_overrides(data)] if not o.startswith("data.format=uci")]
+    out = tmp_path / "search.json"
+    argv = ["search", "--config", CONFIG, *overrides, "--trials", "2", "--epochs", "1", "2", "--out", str(out)]
+    assert main([*argv, "--metric", "macro_f1"]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["metric"] == "validation macro_f1" and result["direction"] == "maximize"
+    assert all(0.0 <= t["value"] <= 1.0 for t in result["trials"])
+    assert result["best"]["value"] == max(t["value"] for t in result["trials"])
+    assert main([*argv, "--trials", "1", "--metric", "hamming_loss"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["direction"] == "minimize"
+    capsys.readouterr()
+    assert main([*argv, "--metric", "auc"]) != 0
+    assert "--metric must be one of loss, f1, accuracy" in capsys.readouterr().err

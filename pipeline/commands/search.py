@@ -31,6 +31,9 @@ SEARCHED_KEYS = {
     "adapter.r": "adapter.r",
 }
 METRICS = ("loss", "f1", "accuracy", "precision", "recall")
+MULTI_LABEL_METRICS = (*METRICS, "macro_f1", "samples_f1", "hamming_loss")
+"""A multi-label recipe's validation scalars (at 0.5 per label): micro precision / recall / F1, subset accuracy."""
+LOWER_IS_BETTER = ("loss", "hamming_loss")
 STUDY_NAME = "spam-tune"
 
 
@@ -146,15 +149,19 @@ def run_search(cfg: RunConfig, space: SearchSpace, *, n_trials: int, metric: str
     """Run ``n_trials`` Optuna trials (TPE, seeded with ``training.seed``) and return every trial and the best."""
     if n_trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {n_trials}")
-    if metric not in METRICS:
-        raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    allowed = MULTI_LABEL_METRICS if cfg.data.is_multi_label else METRICS
+    if metric not in allowed:
+        raise ConfigError(
+            f"--metric must be one of {', '.join(allowed)}"
+            f"{' for a multi-label recipe' if cfg.data.is_multi_label else ''}, got {metric!r}"
+        )
     optuna = require_optuna()
     from datasets import DatasetDict
     from transformers import Trainer, set_seed
 
+    from pipeline.commands.train import metrics_for
     from pipeline.data.split import load_splits
     from pipeline.data.tokenize import load_tokenizer, make_collator, tokenize_splits
-    from pipeline.evaluation.metrics import trainer_metrics
     from pipeline.model.head import head_label_token_ids
     from pipeline.model.load import load_model
     from pipeline.rundir import RunDir
@@ -183,6 +190,7 @@ def run_search(cfg: RunConfig, space: SearchSpace, *, n_trials: int, metric: str
             cache_dir=cache_dir,
             adapter=adapter,
             label_token_ids=label_token_ids,
+            problem_type=cfg.data.problem_type if cfg.data.is_multi_label else None,
         )
 
     trainer = Trainer(
@@ -192,10 +200,14 @@ def run_search(cfg: RunConfig, space: SearchSpace, *, n_trials: int, metric: str
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        compute_metrics=trainer_metrics,
-        compute_loss_func=classification_loss(summary.class_weights) if summary.class_weights else None,
+        compute_metrics=metrics_for(cfg),  # the training run's own validation scalars (multi-label: per sigmoid)
+        compute_loss_func=(
+            classification_loss(summary.class_weights, multi_label=cfg.data.is_multi_label)
+            if summary.class_weights
+            else None  # transformers' own loss for the model's problem_type
+        ),
     )
-    direction = "minimize" if metric == "loss" else "maximize"
+    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     storage = optuna.storages.InMemoryStorage()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best = trainer.hyperparameter_search(
