@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/quality.py: th
 
 from quality import (
     BenchError,
+    bench_settings,
+    config_record,
     launch_command,
     log_tail,
     mean_std,
@@ -46,6 +48,7 @@ from quality import (
     resolve_device,
     resolve_model,
     run_env,
+    run_main,
     run_seed,
     versions_and_device,
 )
@@ -193,23 +196,13 @@ def build_data(args: argparse.Namespace, out: Path) -> tuple[Path, list[str], di
 def run_overrides(data: Path, labels: list[str], device: str) -> list[str]:
     """The data file and its labels, plus benchmark settings that leave the learning unchanged."""
     mapping = "{" + ", ".join(f"{json.dumps(label)}: {i}" for i, label in enumerate(labels)) + "}"
-    overrides = [
+    return [
         "data.source=file",
         f"data.path={data}",
         "data.format=jsonl",
         f"data.labels={mapping}",
-        "output.overwrite=true",
-        "output.save_model=false",
-        "evaluation.baseline=true",
-        "evaluation.plots=false",
-        "evaluation.report=false",
-        "training.save_strategy=best",
-        "training.extra_args.save_only_model=true",
-        "training.disable_tqdm=true",
+        *bench_settings(device),
     ]
-    if device == "cpu":
-        overrides.append("training.use_cpu=true")
-    return overrides
 
 
 def split_numbers(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -339,12 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "above_baseline_micro_f1": [r["test"]["f1"] > r["baseline_test"]["f1"] for r in records],
         "baseline": BASELINE,
         "failed": failed,
-        "config": {
-            "path": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
-            "yaml": config.read_text(encoding="utf-8"),
-            "bench_overrides": common,
-            "extra_overrides": args.overrides,
-        },
+        "config": config_record(config, common, args.overrides),
         "model": {"source": source.description, "gguf_sha256": source.gguf_sha256},
         "command": "python " + shlex.join(["bench/multilabel.py", *sys.argv[1:]]),
         "device": device_name,
@@ -358,8 +346,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -271,11 +271,18 @@ def common_overrides(args: argparse.Namespace, device: str) -> list[str]:
     data = Path(args.data).expanduser().resolve()
     if not data.is_file():
         raise BenchError(f"--data {data} not found; pass the UCI SMSSpamCollection file")
-    overrides = [
+    return [
         *SPLIT_OVERRIDES[args.split],
         "data.source=file",
         f"data.path={data}",
         "data.format=uci",
+        *bench_settings(device),
+    ]
+
+
+def bench_settings(device: str) -> list[str]:
+    """Settings every benchmark run gets that leave what is learned unchanged."""
+    settings = [
         "output.overwrite=true",
         "output.save_model=false",  # the benchmark keeps numbers, not 540 MB models
         "evaluation.baseline=true",  # the TF-IDF row of the same split
@@ -286,9 +293,7 @@ def common_overrides(args: argparse.Namespace, device: str) -> list[str]:
         "training.extra_args.save_only_model=true",
         "training.disable_tqdm=true",
     ]
-    if device == "cpu":
-        overrides.append("training.use_cpu=true")
-    return overrides
+    return [*settings, "training.use_cpu=true"] if device == "cpu" else settings
 
 
 def seed_overrides(split: str, seed: int, data_seed: int | None) -> list[str]:
@@ -594,18 +599,32 @@ def build_result(
             "met": None if target is None or metric not in mean else mean[metric] >= target,
         },
         "failed": failed,
-        "config": {
-            "path": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
-            "yaml": config.read_text(encoding="utf-8"),
-            "bench_overrides": common,
-            "extra_overrides": args.overrides,
-        },
+        "config": config_record(config, common, args.overrides),
         "model": {"source": source.description, "gguf_sha256": source.gguf_sha256},
         "command": "python " + shlex.join(["bench/quality.py", *sys.argv[1:]]),
         "device": device_name,
         "jobs": args.jobs,
         "versions": versions,
     }
+
+
+def config_record(config: Path, bench_overrides: list[str], extra_overrides: list[str]) -> dict[str, Any]:
+    """The recipe as trained: its path, its YAML as it was, and the overrides the benchmark and the user added."""
+    return {
+        "path": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
+        "yaml": config.read_text(encoding="utf-8"),
+        "bench_overrides": bench_overrides,
+        "extra_overrides": extra_overrides,
+    }
+
+
+def run_main(main: Any) -> None:
+    """A benchmark's ``__main__``: its exit status, or one line and exit 2 for a user-fixable problem."""
+    try:
+        sys.exit(main())
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -804,8 +823,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -759,6 +759,23 @@ def head_prior() -> str:
     return table(header, rows, "llrrll")
 
 
+def multilabel() -> str:
+    """Multi-label quality (bench/multilabel.py): the model beside TF-IDF one-vs-rest, mean ± std over seeds."""
+    rows = []
+    keys = ("f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss")
+    for path in sorted(RESULTS.glob("multilabel-*.json")):
+        data = load(path)
+        seeds = len(data["seeds"])
+        for name, stats in (
+            (f"{model_name(data['model']['source'])} {data['mode']}", data["mean"]),
+            ("TF-IDF + LinearSVC one-vs-rest", data["baseline_mean"]),
+        ):
+            cells = [f3(stats[k]["mean"], stats[k]["std"] if seeds > 1 else None) for k in keys]
+            rows.append([name, *cells, seeds, f"[{path.name}](../bench/results/{path.name})"])
+    header = ["model", "micro F1", "macro F1", "samples F1", "subset accuracy", "Hamming loss", "seeds", "file"]
+    return table(header, rows, "lrrrrrrl")
+
+
 # --- driver -----------------------------------------------------------------------------------------------------
 
 TABLES: dict[str, Callable[[], str]] = {
@@ -773,6 +790,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "speed-memory": memory_table,
     "config-reference": config_reference,
     "head-prior": head_prior,
+    "results-multilabel": multilabel,
 }
 
 
