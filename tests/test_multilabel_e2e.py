@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, wait_for
 from tests.multilabel_data import LABELS, multilabel_overrides, write_multilabel_jsonl
 from tests.serve.conftest import running
 from tests.test_train_e2e import run_launcher
@@ -268,3 +268,29 @@ def test_search_optimises_a_multi_label_validation_metric(tmp_path: Path, capsys
     capsys.readouterr()
     assert main([*argv, "--metric", "auc"]) != 0
     assert "--metric must be one of loss, f1, accuracy" in capsys.readouterr().err
+
+
+def test_the_page_in_a_browser_names_the_label_set(run_dir: Path, browser):
+    from selenium.webdriver.common.by import By
+
+    from pipeline.serve.app import create_app
+    from pipeline.serve.classifier import Classifier
+
+    classifier = Classifier(run_dir / "model")
+    text = "you filthy idiot, i will destroy you"
+    with running(create_app(classifier)) as url:
+        browser.get(url + "/")
+        wait_for(browser, lambda d: d.find_element(By.ID, "heading").text == "Which labels apply?")
+        assert browser.title == "spam-tune: which labels apply?"
+        assert "every label at or above its threshold" in browser.find_element(By.ID, "model-line").text
+        answer = httpx.post(f"{url}/predict", json={"inputs": text}, timeout=30).json()
+        browser.find_element(By.ID, "message").send_keys(text)
+        browser.find_element(By.ID, "classify").click()
+        wait_for(browser, lambda d: d.find_element(By.ID, "result").is_displayed())
+        thresholds = httpx.get(f"{url}/info", timeout=30).json()["label_thresholds"]
+        shown = [a["label"] for a in answer if a["score"] >= thresholds[a["label"]]]
+        assert set(shown) == set(classifier.predict([text])[0].labels)  # the page decides as the model does
+        # textContent: the label is shown upper-cased by CSS, the text itself is the label names.
+        assert browser.find_element(By.ID, "label").get_attribute("textContent") == (", ".join(shown) or "no label")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#scores tr")
+        assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [a["label"] for a in answer]

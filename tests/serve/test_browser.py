@@ -1,57 +1,15 @@
-"""The demo page in a real headless Chromium (Selenium + the Debian ``chromium`` and ``chromium-driver``
-packages, which ``.ci/run`` installs). Skipped where no Chromium or chromedriver is found."""
+"""The demo page in a real headless Chromium (the ``browser`` fixture of tests/conftest.py: Selenium + the Debian
+``chromium`` and ``chromium-driver`` packages, which ``.ci/run`` installs). Skipped where none is found."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.conftest import wait_for
 from tests.serve.conftest import SPAM_TEXT
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
-    binary = next((found for name in BROWSERS if (found := shutil.which(name))), None)
-    driver_path = shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        pytest.skip("no Chromium/chromedriver found (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    for flag in (
-        "--headless",
-        "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,1100",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    # An explicit driver path: Selenium Manager never tries to download a browser or driver.
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def wait_for(driver: Any, condition: Any, timeout: float = 20) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout).until(condition)
 
 
 def test_demo_page_classifies_a_pasted_message_and_the_examples(browser: Any, server: str, tmp_path: Path):
