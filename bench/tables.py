@@ -144,8 +144,7 @@ class QualityRun:
 
     @property
     def device(self) -> str:
-        device = self.data.get("device") or ""
-        return re.sub(r"^NVIDIA (\S+).*$", r"\1", device).replace("CPU (x86_64, 2 cores)", "2 CPU cores")
+        return device_name(self.data.get("device") or "")
 
     def errors(self) -> str:
         rows = self.data["per_seed"]
@@ -220,6 +219,11 @@ def config_defaults() -> dict[str, Any]:
     from pipeline.config import config_keys
 
     return {key: default for key, _, default in config_keys()}
+
+
+def device_name(device: str) -> str:
+    """A results file's device as the tables name it: "H100", "2 CPU cores"."""
+    return re.sub(r"^NVIDIA (\S+).*$", r"\1", device).replace("CPU (x86_64, 2 cores)", "2 CPU cores")
 
 
 def model_name(source: str) -> str:
@@ -767,13 +771,13 @@ def multilabel() -> str:
         data = load(path)
         seeds = len(data["seeds"])
         for name, stats in (
-            (f"{model_name(data['model']['source'])} {data['mode']}", data["mean"]),
+            (f"{model_name(data['model']['source'])}, `{data['config']['path']}`", data["mean"]),
             ("TF-IDF + LinearSVC one-vs-rest", data["baseline_mean"]),
         ):
             cells = [f3(stats[k]["mean"], stats[k]["std"] if seeds > 1 else None) for k in keys]
-            rows.append([name, *cells, seeds, f"[{path.name}](../bench/results/{path.name})"])
-    header = ["model", "micro F1", "macro F1", "samples F1", "subset accuracy", "Hamming loss", "seeds", "file"]
-    return table(header, rows, "lrrrrrrl")
+            rows.append([name, *cells, seeds, device_name(data["device"]), f"[{path.name}](../bench/results/{path.name})"])
+    header = ["model", "micro F1", "macro F1", "samples F1", "subset accuracy", "Hamming loss", "seeds", "device"]
+    return table([*header, "file"], rows, "lrrrrrrll")
 
 
 # --- driver -----------------------------------------------------------------------------------------------------
