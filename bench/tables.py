@@ -775,7 +775,9 @@ def multilabel() -> str:
             ("TF-IDF + LinearSVC one-vs-rest", data["baseline_mean"]),
         ):
             cells = [f3(stats[k]["mean"], stats[k]["std"] if seeds > 1 else None) for k in keys]
-            rows.append([name, *cells, seeds, device_name(data["device"]), f"[{path.name}](../bench/results/{path.name})"])
+            rows.append(
+                [name, *cells, seeds, device_name(data["device"]), f"[{path.name}](../bench/results/{path.name})"]
+            )
     header = ["model", "micro F1", "macro F1", "samples F1", "subset accuracy", "Hamming loss", "seeds", "device"]
     return table([*header, "file"], rows, "lrrrrrrll")
 
