@@ -31,7 +31,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/quality.py: th
 
 from quality import (
     BenchError,
+    SeedOutcome,
     bench_settings,
     config_record,
+    drop_scratch,
+    gguf_cache_dir,
     launch_command,
     log_tail,
     mean_std,
@@ -163,12 +165,9 @@ def debtags_rows(rows: list[tuple[str, set[str]]], labels: list[str]) -> list[di
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    with partial.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    partial.replace(path)  # a reader never sees half a file
+    from pipeline.fileio import write_atomic  # a reader never sees half a file
+
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def build_data(args: argparse.Namespace, out: Path) -> tuple[Path, list[str], dict[str, Any]]:
@@ -213,10 +212,11 @@ def split_numbers(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def seed_record(seed: int, run_dir: Path, wall: float, metrics: dict[str, Any]) -> dict[str, Any]:
+def seed_record(outcome: SeedOutcome) -> dict[str, Any]:
+    metrics = outcome.metrics or {}
     training = metrics.get("training") or {}
     return {
-        "seed": seed,
+        "seed": outcome.seed,
         "test": split_numbers(metrics["test"]),
         "baseline_test": split_numbers(metrics["baseline"]["test"]),
         "validation": {key: metrics["validation"][key] for key in SUMMARY_KEYS},
@@ -224,10 +224,10 @@ def seed_record(seed: int, run_dir: Path, wall: float, metrics: dict[str, Any]) 
         "epochs_run": training.get("epoch"),
         "best_checkpoint": training.get("best_checkpoint"),
         "train_seconds": training.get("train_runtime"),
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": round(outcome.wall_seconds, 1),
         "split_sizes": (metrics.get("data") or {}).get("split_sizes"),
         "history": metrics.get("history"),
-        "run_dir": str(run_dir),
+        "run_dir": str(outcome.run_dir),
     }
 
 
@@ -283,9 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config = Path(args.config).expanduser().resolve()
     recipe = read_recipe(config)
-    cache_dir = Path(args.cache_dir or (recipe.get("data") or {}).get("cache_dir") or "~/.cache/spam-tune").expanduser()
     device = resolve_device(args.device)
-    source = resolve_model(args, recipe, cache_dir)
+    source = resolve_model(args, recipe, gguf_cache_dir(args, recipe))
     common = run_overrides(data, labels, device)
     runs = Path(args.runs_dir).expanduser().resolve()
     env = run_env(device, 1)
@@ -302,17 +301,15 @@ def main(argv: list[str] | None = None) -> int:
             f"training.seed={seed}",
             *args.overrides,
         ]
-        started = time.perf_counter()
         outcome = run_seed(launch_command(args, config, overrides), run_dir, seed, env, None)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        shutil.rmtree(f"{run_dir}-cache", ignore_errors=True)
+        drop_scratch(run_dir)
         if outcome.metrics is None:
             failed.append({"seed": seed, "reason": f"exit {outcome.returncode}", "log": str(outcome.log)})
             print(
                 f"seed {seed} FAILED (exit {outcome.returncode}); last lines of {outcome.log}:\n{log_tail(outcome.log)}"
             )
             continue
-        records.append(seed_record(seed, run_dir, time.perf_counter() - started, outcome.metrics))
+        records.append(seed_record(outcome))
         print_header()
         print_row(f"seed {seed} ({records[-1]['wall_seconds']:.0f} s)", records[-1]["test"])
         print_row("  TF-IDF one-vs-rest", records[-1]["baseline_test"])

@@ -233,6 +233,11 @@ def resolve_model(args: argparse.Namespace, recipe: dict[str, Any], cache_dir: P
     )
 
 
+def gguf_cache_dir(args: argparse.Namespace, recipe: dict[str, Any]) -> Path:
+    """Where a GGUF is de-quantized: ``--cache-dir``, else the recipe's ``data.cache_dir``, else the default."""
+    return Path(args.cache_dir or (recipe.get("data") or {}).get("cache_dir") or "~/.cache/spam-tune").expanduser()
+
+
 def convert_once(directory: Path, gguf: str, cache_dir: Path) -> Path:
     """De-quantize the GGUF here, once, so parallel runs never race to write the same cache entry."""
     from transformers.utils import logging as hf_logging
@@ -383,6 +388,12 @@ def finished_run(command: list[str], run_dir: Path, seed: int) -> SeedOutcome | 
             return None
     wall = json.loads(environment.read_text(encoding="utf-8")).get("wall_seconds", math.nan)
     return SeedOutcome(seed, run_dir, log, 0, float(wall), json.loads(metrics_file.read_text(encoding="utf-8")))
+
+
+def drop_scratch(run_dir: Path) -> None:
+    """A finished run's checkpoints and tokenized cache (0.5-1.6 GB for SmolLM2): metrics.json and the logs stay."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(f"{run_dir}-cache", ignore_errors=True)
 
 
 def stop_group(proc: subprocess.Popen) -> None:
@@ -766,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = read_recipe(config)
     if args.baseline_only:
         return baseline_only(args, config)
-    cache_dir = Path(args.cache_dir or (recipe.get("data") or {}).get("cache_dir") or "~/.cache/spam-tune").expanduser()
+    cache_dir = gguf_cache_dir(args, recipe)
     device = resolve_device(args.device)
     common = common_overrides(args, device)
     source = resolve_model(args, recipe, cache_dir)
@@ -791,9 +802,8 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_seed(command, run_dir, seed, env, deadline)
         else:
             print(f"seed {seed}: reusing the finished run in {run_dir} (same command)", flush=True)
-        if not args.keep_checkpoints:  # 0.5-1.6 GB each for SmolLM2; metrics.json and the logs are what we keep
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-            shutil.rmtree(f"{run_dir}-cache", ignore_errors=True)
+        if not args.keep_checkpoints:
+            drop_scratch(run_dir)
         return outcome
 
     records: list[dict[str, Any]] = []
