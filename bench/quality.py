@@ -75,12 +75,13 @@ SPLIT_OVERRIDES = {
         f"training.num_train_epochs={HONEST_EPOCHS}",
     ],
 }
-# Reference accuracies to compare against (inputs, not results).
+# Reference levels to compare against (inputs, not results): on the book's split 99.0 % is above the book's best
+# (GPT-2 XL, 98.67 %); on the honest split spam F1 0.965 is well above the TF-IDF rows (0.944 +- 0.004, 3 seeds).
 TARGETS = {
     ("book", "full"): ("accuracy", 0.99),
-    ("book", "lora"): ("accuracy", 0.985),
-    ("honest", "full"): ("spam_f1", 0.96),
-    ("honest", "lora"): ("spam_f1", 0.96),
+    ("book", "lora"): ("accuracy", 0.99),
+    ("honest", "full"): ("spam_f1", 0.965),
+    ("honest", "lora"): ("spam_f1", 0.965),
 }
 SUMMARY_KEYS = ("accuracy", "spam_precision", "spam_recall", "spam_f1", "roc_auc", "errors")
 
